@@ -1,0 +1,36 @@
+"""The ``lmn-tf`` command line: one subcommand per module, imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("lmn_tf.demo", "train -> export -> serve -> query on MovieLens-1M (the README job)"),
+    "train": ("lmn_tf.train", "train a ranking model"),
+    "evaluate": ("lmn_tf.evaluate", "evaluate a checkpoint"),
+    "experiment": ("lmn_tf.experiment", "reproduce the paper's Table 1 or Table 2"),
+    "export": ("lmn_tf.export.command", "export a checkpoint as a TF-Serving SavedModel"),
+    "serve": ("lmn_tf.serving.command", "serve SavedModels over TF-Serving's REST and gRPC API"),
+    "predict": ("lmn_tf.serving.predict_command", "query a TF-Serving endpoint"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="lmn-tf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints usage / the error and exits
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    command = argparse.ArgumentParser(prog=f"lmn-tf {argv[0]}", description=module.__doc__)
+    module.add_arguments(command)
+    return int(module.run(command.parse_args(argv[1:])) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

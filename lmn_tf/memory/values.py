@@ -1,0 +1,53 @@
+"""The value-store seam: where the memory's value rows live.
+
+``LMNLayer`` only ever calls ``store.lookup(ids)``; it never knows whether the table is one
+local variable or row shards spread over Horovod workers (``lmn_tf.distributed``). A store
+is built by the layer that owns it, so its variables are tracked, checkpointed and saved
+with that layer.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+class ValueStore:
+    """Interface of a value table of ``num_rows`` rows of width ``dim``.
+
+    Subclasses implement ``build`` (create variables through ``layer.add_weight`` so Keras
+    tracks them), ``lookup`` and ``full_table``.
+    """
+
+    num_rows: int
+    dim: int
+
+    def build(self, layer: tf.keras.layers.Layer, num_rows: int, dim: int,
+              initializer: tf.keras.initializers.Initializer) -> None:
+        raise NotImplementedError
+
+    def lookup(self, ids: tf.Tensor) -> tf.Tensor:
+        """Rows for int ``ids`` of any shape ``S`` -> float tensor of shape ``S + (dim,)``.
+
+        The gradient with respect to the table is a ``tf.IndexedSlices`` touching only the
+        rows looked up, so a sparse optimizer's step cost does not grow with ``num_rows``.
+        """
+        raise NotImplementedError
+
+    def full_table(self) -> tf.Tensor:
+        """The whole (num_rows, dim) table on every worker, e.g. for a serving export."""
+        raise NotImplementedError
+
+
+class LocalValues(ValueStore):
+    """The whole table in one variable named ``values`` on this worker."""
+
+    def build(self, layer, num_rows, dim, initializer):
+        self.num_rows, self.dim = num_rows, dim
+        self.table = layer.add_weight(
+            name="values", shape=(num_rows, dim), initializer=initializer, trainable=True)
+
+    def lookup(self, ids):
+        return tf.gather(self.table, ids)
+
+    def full_table(self):
+        return tf.convert_to_tensor(self.table)
