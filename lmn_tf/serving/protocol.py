@@ -1,0 +1,117 @@
+"""TF-Serving's three calls on a ServerCore, shared by the gRPC and REST front ends.
+
+Predict takes and returns numpy arrays (each front end has its own wire format);
+GetModelMetadata and GetModelStatus build the official response protos, which REST then
+prints as JSON the way TF-Serving's ``http_rest_api_util.cc`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    status_pb2,
+)
+
+from lmn_tf.serving.errors import invalid_argument
+from lmn_tf.serving.manager import ServerCore
+from lmn_tf.serving.servable import DEFAULT_SIGNATURE
+
+SIGNATURE_DEF = "signature_def"
+_STATE = get_model_status_pb2.ModelVersionStatus.State
+_CODE = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
+
+
+def predict(
+    core: ServerCore,
+    spec: model_pb2.ModelSpec,
+    inputs: Mapping[str, np.ndarray],
+    output_filter: Sequence[str] = (),
+) -> tuple[model_pb2.ModelSpec, dict[str, np.ndarray]]:
+    """Runs a Predict; returns the response ModelSpec (version filled in) and the outputs."""
+    version, label = _version(spec)
+    with core.servable(spec.name, version, label) as servable:
+        outputs = servable.predict(spec.signature_name, inputs, output_filter)
+        out_spec = model_pb2.ModelSpec(
+            name=spec.name, signature_name=spec.signature_name or DEFAULT_SIGNATURE
+        )
+        out_spec.version.value = servable.version
+    return out_spec, outputs
+
+
+def signature_inputs(core: ServerCore, spec: model_pb2.ModelSpec) -> dict:
+    """The signature's input TensorInfos (REST needs their dtypes to parse JSON)."""
+    version, label = _version(spec)
+    with core.servable(spec.name, version, label) as servable:
+        sig = servable.signature_defs.get(spec.signature_name or DEFAULT_SIGNATURE)
+        if sig is None:  # http_rest_api_handler.cc: GetInfoMap
+            raise invalid_argument(
+                f'Serving signature name: "{spec.signature_name or DEFAULT_SIGNATURE}" '
+                "not found in signature def"
+            )
+        return dict(sig.inputs)
+
+
+def model_metadata(
+    core: ServerCore, request: get_model_metadata_pb2.GetModelMetadataRequest
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    if not request.metadata_field:
+        raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF:
+            raise invalid_argument(f"Metadata field {field} is not supported")
+    version, label = _version(request.model_spec)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    with core.servable(request.model_spec.name, version, label) as servable:
+        sigs = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in servable.signature_defs.items():
+            sigs.signature_def[key].CopyFrom(sig)
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+    response.metadata[SIGNATURE_DEF].Pack(sigs)
+    return response
+
+
+def model_status(
+    core: ServerCore, request: get_model_status_pb2.GetModelStatusRequest
+) -> get_model_status_pb2.GetModelStatusResponse:
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    version, label = _version(request.model_spec)
+    if version is not None and label:
+        raise invalid_argument(
+            f"Both model version ({version}) and model version label ({label}) cannot be supplied."
+        )
+    model = core.model(request.model_spec.name, for_status=True)
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for number, state in model.status(version, label):
+        entry = response.model_version_status.add(version=number, state=_STATE.Value(state.state))
+        entry.status.error_code = _CODE.values_by_name[state.error_code].number
+        entry.status.error_message = state.error_message
+    return response
+
+
+def _version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
+    version = spec.version.value if spec.HasField("version") else None
+    return version, spec.version_label or None
+
+
+def to_json(message) -> dict:
+    """JSON like TF-Serving's MessageToJsonString(always_print_primitive_fields)."""
+    return json_format.MessageToDict(
+        message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+    )
+
+
+def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> dict:
+    """http_rest_api_util.cc ToJsonString: the Any is unpacked, field names preserved."""
+    sigs = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata[SIGNATURE_DEF].Unpack(sigs)
+    return {"model_spec": to_json(response.model_spec), "metadata": {SIGNATURE_DEF: to_json(sigs)}}
