@@ -12,8 +12,10 @@ env:
 demo:
 	@venv=$$(.ci/bootstrap); "$$venv/bin/lmn-tf" demo
 
-# ruff first (cheap), then every test; the Horovod tests launch horovodrun themselves.
+# ruff first (cheap), then every test; the Horovod tests launch horovodrun themselves and
+# tests/test_bazel_build.py drives Bazel (installed from Debian by .ci/system-packages).
 test:
+	@.ci/system-packages
 	@venv=$$(.ci/bootstrap); export PATH="$$venv/bin:$$PATH"; \
 	ruff check . && python -m pytest tests $(PYTEST_ARGS)
 
