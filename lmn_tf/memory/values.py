@@ -37,7 +37,18 @@ class ValueStore:
         """The whole (num_rows, dim) table on every worker, e.g. for a serving export."""
         raise NotImplementedError
 
+    # Serialisation, so a layer's get_config/from_config can carry its store. A store with
+    # constructor arguments overrides get_config; register it with
+    # @tf.keras.utils.register_keras_serializable(package="lmn_tf").
+    def get_config(self) -> dict:
+        return {}
 
+    @classmethod
+    def from_config(cls, config: dict) -> ValueStore:
+        return cls(**config)
+
+
+@tf.keras.utils.register_keras_serializable(package="lmn_tf")
 class LocalValues(ValueStore):
     """The whole table in one variable named ``values`` on this worker."""
 

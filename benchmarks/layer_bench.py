@@ -1,0 +1,222 @@
+"""LMNLayer speed: forward and train step vs √n, heads, scoring mode and XLA.
+
+    python benchmarks/layer_bench.py            # the issue's grid (minutes on 2 cores)
+    python benchmarks/layer_bench.py --quick    # √n 100 and 1000, H = 1, fewer steps
+
+Prints a table and writes benchmarks/results/layer_bench.json. A train step is forward,
+memory loss, gradient and a CompositeOptimizer step (values: legacy Adagrad, sparse; the
+rest: legacy Adam). The broadcast mode materialises B·L·H·n scores; where that exceeds
+``--broadcast-gb`` both modes are also timed at the largest batch that fits ("B" column),
+so the two-stage/broadcast ratio is always measured on equal work, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from lmn_tf.memory import LMNLayer, slot_usage_metrics  # sets tf-keras before tf.keras is used
+
+OUT = Path(__file__).parent / "results" / "layer_bench.json"
+
+
+def _median_ms(fn, steps: int, warmup: int) -> float:
+    for _ in range(warmup):  # includes tracing / XLA compilation
+        fn().numpy()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn().numpy()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def _inputs(batch, args, seed=0):
+    rng = np.random.default_rng(seed)
+    items = tf.constant(rng.normal(size=(batch, args.seq, args.dim)), tf.float32)
+    user = tf.constant(rng.normal(size=(batch, args.dim)), tf.float32)
+    mask = tf.sequence_mask(rng.integers(args.seq // 2, args.seq + 1, batch), args.seq)
+    return items, user, mask
+
+
+def _layer(sqrt_n, heads, scoring, args):
+    return LMNLayer(num_keys=sqrt_n, top_k=args.top_k, num_heads=heads, key_dim=args.key_dim,
+                    scoring=scoring)
+
+
+def _forward(layer, inputs, xla):
+    items, user, mask = inputs
+    return tf.function(lambda: tf.reduce_sum(layer(items, user, mask=mask)), jit_compile=xla)
+
+
+def _train_step(layer, inputs, xla, dense=False):
+    import tensorflow_recommenders as tfrs  # after lmn_tf: TFRS touches tf.keras on import
+
+    items, user, mask = inputs
+    values = {v.ref() for v in layer.value_variables}
+    rest = [v for v in layer.trainable_variables if v.ref() not in values]
+    optimizer = tfrs.experimental.optimizers.CompositeOptimizer([
+        (tf.keras.optimizers.legacy.Adagrad(0.1), lambda: layer.value_variables),
+        (tf.keras.optimizers.legacy.Adam(1e-3), lambda: rest)])
+    if dense:  # the anti-pattern, for comparison: Adam's update touches every value row
+        optimizer = tf.keras.optimizers.legacy.Adam(1e-3)
+
+    @tf.function(jit_compile=xla)
+    def grads():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(layer(items, user, mask=mask) ** 2) + tf.add_n(layer.losses)
+        return loss, tape.gradient(loss, layer.trainable_variables)
+
+    @tf.function
+    def step():
+        # The optimizer update stays outside the XLA cluster: tf-keras' sparse apply ops
+        # have no XLA kernels, and the step then has the same shape with and without XLA.
+        loss, g = grads()
+        optimizer.apply_gradients(zip(g, layer.trainable_variables, strict=True))
+        return loss
+
+    return step
+
+
+def _time(args, layer, phase, xla, batch, scoring="two_stage"):
+    inputs = _inputs(batch, args)
+    layer.scoring = scoring  # read when a function is traced: one layer serves both modes
+    if phase == "forward":
+        fn = _forward(layer, inputs, xla)
+    else:
+        fn = _train_step(layer, inputs, xla, dense=phase == "train_adam")
+    try:
+        return _median_ms(fn, args.steps, args.warmup)
+    except (tf.errors.OpError, ValueError) as err:  # e.g. out of memory: record, go on
+        print(f"  failed: sqrt_n={layer.num_keys} H={layer.num_heads} {scoring} {phase} "
+              f"xla={xla}: {type(err).__name__}: {str(err)[:200]}")
+        return None
+    finally:
+        layer.scoring = "two_stage"
+
+
+def _diagnostics_ms(args, sqrt_n):
+    """Cost of updating and reading all three usage metrics for one batch of slot ids."""
+    metrics = slot_usage_metrics(sqrt_n**2, window=100)
+    rng = np.random.default_rng(0)
+    slots = tf.constant(rng.integers(0, sqrt_n**2, (args.batch, args.seq, 1, args.top_k)),
+                        tf.int32)
+
+    @tf.function
+    def update():
+        for metric in metrics:
+            metric.update_state(slots)
+        return tf.stack([metric.result() for metric in metrics])
+
+    return _median_ms(update, args.steps, args.warmup)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sqrt-n", type=int, nargs="+", default=[100, 300, 1000, 3000])
+    parser.add_argument("--heads", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--seq", type=int, default=50)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--top-k", type=int, default=32)
+    parser.add_argument("--key-dim", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5, help="timed repetitions (median)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--broadcast-gb", type=float, default=1.0,
+                        help="largest B·L·H·n float32 score tensor to materialise")
+    parser.add_argument("--dense-adam", action="store_true",
+                        help="also time a train step with Adam on the values (dense, O(n))")
+    parser.add_argument("--quick", action="store_true", help="√n 100 and 1000, H 1, 3 steps")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sqrt_n, args.heads, args.steps, args.warmup = [100, 1000], [1], 3, 1
+
+    rows = []
+
+    def save(**extra):  # after every configuration, so an interrupted run keeps its rows
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.out.write_text(json.dumps({"config": config, "tensorflow": tf.__version__,
+                                        "rows": rows, **extra}, indent=1))
+
+    grid = [(s, h) for s in args.sqrt_n for h in args.heads]
+    for sqrt_n, heads in tqdm(grid, desc="layer_bench", unit="config"):
+        # One layer (one n-row table) per configuration: tables at √n = 3000 are 1.2 GB.
+        layer = _layer(sqrt_n, heads, "two_stage", args)
+        layer(*_inputs(1, args)[:2])  # build eagerly, on one row
+        per_row = args.seq * heads * sqrt_n**2 * 4  # broadcast score bytes per batch row
+        fit = min(args.batch, int(args.broadcast_gb * 2**30 // per_row))
+        phases = ["forward", "train"]
+        if args.dense_adam and sqrt_n <= 1000:  # Adam's slots at √n = 3000: 2.3 GB more
+            phases.append("train_adam")
+        for xla in (False, True):
+            for phase in phases if not xla else phases[:2]:
+                rows.append({"sqrt_n": sqrt_n, "heads": heads, "xla": xla, "phase": phase,
+                             "batch": args.batch, "scoring": "two_stage",
+                             "ms": _time(args, layer, phase, xla, args.batch)})
+            # Broadcast vs two-stage on equal work, forward only (its train step is worse).
+            if fit >= 1:
+                for scoring in ("broadcast", "two_stage") if fit < args.batch else ("broadcast",):
+                    rows.append({"sqrt_n": sqrt_n, "heads": heads, "xla": xla,
+                                 "phase": "forward", "batch": fit, "scoring": scoring,
+                                 "ms": _time(args, layer, "forward", xla, fit, scoring)})
+        del layer
+        gc.collect()
+        tf.keras.backend.clear_session()
+        save()
+    diagnostics = {s: _diagnostics_ms(args, s) for s in args.sqrt_n}
+
+    def ms(**key):
+        found = [r["ms"] for r in rows if all(r[k] == v for k, v in key.items())]
+        return found[0] if found else None
+
+    print(f"\nB={args.batch} L={args.seq} d={args.dim} K={args.top_k} d_k={args.key_dim}, "
+          f"median of {args.steps} steps, ms; TF {tf.__version__}, {os.cpu_count()} cores")
+    print(f"{'sqrt_n':>6} {'H':>2} {'xla':>5} {'fwd':>9} {'train':>9} {'train Adam':>10} | "
+          f"{'B':>4} {'fwd bcast':>10} {'fwd 2-stage':>11} {'bcast/2st':>9}")
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    for sqrt_n, heads in grid:
+        for xla in (False, True):
+            key = {"sqrt_n": sqrt_n, "heads": heads, "xla": xla}
+            bcast = [r for r in rows if r["scoring"] == "broadcast" and
+                     all(r[k] == v for k, v in key.items())]
+            b = bcast[0]["batch"] if bcast else None
+            fb = bcast[0]["ms"] if bcast else None
+            ft = ms(**key, phase="forward", scoring="two_stage", batch=b) if b else None
+            ratio = f"{fb / ft:.1f}x" if fb and ft else "-"
+            print(f"{sqrt_n:>6} {heads:>2} {xla!s:>5} "
+                  f"{fmt(ms(**key, phase='forward', scoring='two_stage', batch=args.batch)):>9} "
+                  f"{fmt(ms(**key, phase='train', scoring='two_stage', batch=args.batch)):>9} "
+                  f"{fmt(ms(**key, phase='train_adam', batch=args.batch)):>10} | "
+                  f"{b or '-':>4} {fmt(fb):>10} {fmt(ft):>11} {ratio:>9}")
+    ratios = {}
+    lo, hi = min(args.sqrt_n), 1000 if 1000 in args.sqrt_n else max(args.sqrt_n)
+    for heads in args.heads:
+        for xla in (False, True):
+            a = ms(sqrt_n=hi, heads=heads, xla=xla, phase="train", scoring="two_stage",
+                   batch=args.batch)
+            b = ms(sqrt_n=lo, heads=heads, xla=xla, phase="train", scoring="two_stage",
+                   batch=args.batch)
+            if a and b:
+                ratios[f"train sqrt_n={hi}/{lo} H={heads} xla={xla}"] = round(a / b, 2)
+    for name, value in ratios.items():
+        print(f"{name}: {value}x (target <= 1.3x)")
+    print("diagnostics update+result per batch (ms): "
+          + ", ".join(f"n={s * s}: {v:.1f}" for s, v in diagnostics.items()))
+    save(train_ratios=ratios, diagnostics_ms=diagnostics)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,288 @@
+"""LMNLayer: the Large Memory Network's memory block as one Keras layer (paper eq. 4-12)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from lmn_tf.memory.scoring import SCORING
+from lmn_tf.memory.values import LocalValues, ValueStore
+
+STOP_GRADIENT = ("none", "query", "readout")
+
+
+def _fresh(init: tf.keras.initializers.Initializer) -> tf.keras.initializers.Initializer:
+    # An unseeded tf-keras initializer instance repeats its values: row and column keys (and
+    # same-shaped query MLPs) would start identical.
+    return init.__class__.from_config(init.get_config())
+
+
+@tf.keras.utils.register_keras_serializable(package="lmn_tf")
+class LMNLayer(tf.keras.layers.Layer):
+    """User-aware product-key memory read per behaviour item, with the memory loss.
+
+    For every item x of user u: ``M_Q = MLP(concat(x, u))``; per head, row and column queries
+    (MLPs of ``M_Q``) score the ``num_keys`` row and column keys; the top-K of the
+    ``num_keys²`` slot scores ``s_row[i] + s_col[j]`` (slot id ``i·num_keys + j``) are
+    softmax-weighted over their value rows; heads are averaged. The memory loss
+    ``SmoothL1(M_O, M_Q)`` over unmasked items is added with ``add_loss`` (times
+    ``memory_loss_weight``) and reported, unweighted, as the metric ``memory_loss``.
+
+    Ties between equal scores go to the lower slot id, identically in both scoring modes
+    (see ``lmn_tf.memory.scoring``). Selection has no gradient; the K winners' scores are
+    recomputed from their gathered keys, so the backward pass does not grow with √n. Values
+    are read only through ``value_store.lookup``, so their gradient is a
+    ``tf.IndexedSlices``: train ``value_variables`` with a sparse
+    optimizer (e.g. ``tf.keras.optimizers.legacy.Adagrad``) and the rest with Adam, e.g. via
+    ``tfrs.experimental.optimizers.CompositeOptimizer``; a dense optimizer such as Adam on
+    the values makes every step cost O(n). Recipe (see tests/memory/test_memory_layer.py)::
+
+        def dense():  # called at apply time, after the layer is built
+            values = {v.ref() for v in layer.value_variables}
+            return [v for v in model.trainable_variables if v.ref() not in values]
+
+        tfrs.experimental.optimizers.CompositeOptimizer([
+            (tf.keras.optimizers.legacy.Adagrad(0.1), lambda: layer.value_variables),
+            (tf.keras.optimizers.legacy.Adam(1e-3), dense)])
+
+    Args:
+      num_keys: keys per axis, √n; the memory has ``num_keys**2`` slots.
+      top_k: slots read per head and item, ``1 <= top_k <= num_keys``.
+      num_heads: heads, each with its own queries and keys over the shared values.
+      key_dim: width of queries and keys.
+      value_dim: width d_v of ``M_Q``, of the values and of the output. Defaults to the
+        item width d.
+      query_hidden_units: hidden widths of the user-aware block MLP (eq. 4); its output
+        layer (width d_v) is linear.
+      head_hidden_units: hidden widths of the row and column query MLPs (eq. 5-6).
+      activation: activation of the hidden layers.
+      memory_loss_weight: alpha of eq. 12. 0 makes the layer lookup-only (no loss, no metric).
+      memory_loss_stop_gradient: ``"none"`` (paper: both sides learn), ``"query"`` (M_Q is
+        a fixed target, only the memory moves) or ``"readout"`` (only M_Q moves).
+      scoring: ``"two_stage"`` (exact, O(√n + K²) per query) or ``"broadcast"`` (the
+        paper's eq. 9, O(n) per query and B·L·H·n floats of memory).
+      value_store: where value rows live; default ``LocalValues()``. One store per layer.
+      kernel_initializer: initializer of the MLP kernels.
+      key_initializer: default uniform(±key_dim**-0.5), as in PKM.
+      value_initializer: default normal(0, value_dim**-0.5), as in PKM.
+      **kwargs: base ``Layer`` arguments (``name``, ``dtype``, ...).
+
+    Call arguments:
+      items: (B, L, d) behaviour-item embeddings.
+      user: (B, d_u) user features.
+      mask: optional (B, L) bool, False for padded items.
+      training: unused (accepted for Keras); the memory loss is added in every mode.
+      return_slots: also return the (B, L, H, K) int32 slot ids read, -1 for padded items,
+        for ``lmn_tf.memory.diagnostics``.
+
+    Returns:
+      (B, L, d_v) read-out ``M_O`` (zeros for padded items), or ``(M_O, slots)``.
+
+    Raises:
+      ValueError: on a non-positive size, ``top_k > num_keys``, an unknown mode or store,
+        or inputs of the wrong rank or mismatched batch/sequence sizes.
+
+    Example:
+
+    >>> layer = LMNLayer(num_keys=4, top_k=2, num_heads=2, key_dim=8)
+    >>> items = tf.random.normal((3, 5, 16))  # (B, L, d)
+    >>> user = tf.random.normal((3, 6))  # (B, d_u)
+    >>> mask = tf.sequence_mask([5, 2, 0], 5)  # user 1 has 2 items, user 2 none
+    >>> out, slots = layer(items, user, mask=mask, return_slots=True)
+    >>> out.shape, slots.shape
+    (TensorShape([3, 5, 16]), TensorShape([3, 5, 2, 2]))
+    >>> float(tf.reduce_sum(tf.abs(out[1, 2:]))), int(tf.reduce_max(slots[2]))
+    (0.0, -1)
+    >>> layer.value_variables[0].shape, len(layer.losses)
+    (TensorShape([16, 16]), 1)
+    """
+
+    def __init__(self, num_keys: int, top_k: int = 32, num_heads: int = 1, key_dim: int = 32,
+                 value_dim: int | None = None, query_hidden_units: Sequence[int] = (),
+                 head_hidden_units: Sequence[int] = (), activation: str = "relu",
+                 memory_loss_weight: float = 1.0, memory_loss_stop_gradient: str = "none",
+                 scoring: str = "two_stage", value_store: ValueStore | None = None,
+                 kernel_initializer="glorot_uniform", key_initializer=None,
+                 value_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        sizes = {"num_keys": num_keys, "top_k": top_k, "num_heads": num_heads,
+                 "key_dim": key_dim, "value_dim": 1 if value_dim is None else value_dim}
+        for arg, value in sizes.items():
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+        for arg, units in (("query_hidden_units", query_hidden_units),
+                           ("head_hidden_units", head_hidden_units)):
+            if any(not isinstance(u, int) or u <= 0 for u in units):
+                raise ValueError(f"`{arg}` must be positive ints. Received: {arg}={units!r}")
+        if top_k > num_keys:
+            raise ValueError("`top_k` must be <= `num_keys` (the per-axis top-K needs K keys)."
+                             f" Received: top_k={top_k}, num_keys={num_keys}")
+        if memory_loss_weight < 0:
+            raise ValueError("`memory_loss_weight` must be >= 0. "
+                             f"Received: memory_loss_weight={memory_loss_weight}")
+        if memory_loss_stop_gradient not in STOP_GRADIENT:
+            raise ValueError(f"`memory_loss_stop_gradient` must be one of {STOP_GRADIENT}. "
+                             f"Received: memory_loss_stop_gradient={memory_loss_stop_gradient!r}")
+        if scoring not in SCORING:
+            raise ValueError(f"`scoring` must be one of {tuple(SCORING)}. "
+                             f"Received: scoring={scoring!r}")
+        value_store = LocalValues() if value_store is None else value_store
+        if not isinstance(value_store, ValueStore):
+            raise ValueError("`value_store` must be a ValueStore. "
+                             f"Received: value_store={value_store!r}")
+        self.num_keys, self.top_k, self.num_heads = num_keys, top_k, num_heads
+        self.key_dim, self.value_dim = key_dim, value_dim
+        self.query_hidden_units = tuple(query_hidden_units)
+        self.head_hidden_units = tuple(head_hidden_units)
+        self.activation = tf.keras.activations.get(activation)
+        self.memory_loss_weight = float(memory_loss_weight)
+        self.memory_loss_stop_gradient, self.scoring = memory_loss_stop_gradient, scoring
+        self.value_store = value_store
+        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+        self.key_initializer = key_initializer and tf.keras.initializers.get(key_initializer)
+        self.value_initializer = value_initializer and tf.keras.initializers.get(
+            value_initializer)
+        self.supports_masking = True
+
+    @property
+    def num_slots(self) -> int:
+        return self.num_keys**2
+
+    @property
+    def value_variables(self) -> list[tf.Variable]:
+        """The value store's trainable variables (empty until built): for a sparse optimizer."""
+        return list(getattr(self, "_value_variables", []))
+
+    def _mlp(self, hidden: Sequence[int], out: int, name: str) -> tf.keras.Sequential:
+        dense = [tf.keras.layers.Dense(u, self.activation, name=f"{name}_{i}",
+                                       kernel_initializer=_fresh(self.kernel_initializer))
+                 for i, u in enumerate(hidden)]
+        dense.append(tf.keras.layers.Dense(out, name=f"{name}_out",
+                                           kernel_initializer=_fresh(self.kernel_initializer)))
+        return tf.keras.Sequential(dense, name=name)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError("`items` must have shape (B, L, d) with known d. "
+                             f"Received: items.shape={tuple(input_shape)}")
+        self._widths = {"items": int(input_shape[-1]), "user": None}  # user: set on first call
+        d_v = self.value_dim or int(input_shape[-1])
+        h, m, d_k = self.num_heads, self.num_keys, self.key_dim
+        self.query_mlp = self._mlp(self.query_hidden_units, d_v, "user_aware")
+        self.row_query_mlp = self._mlp(self.head_hidden_units, h * d_k, "row_query")
+        self.col_query_mlp = self._mlp(self.head_hidden_units, h * d_k, "col_query")
+        key_init = self.key_initializer or tf.keras.initializers.RandomUniform(
+            -(d_k**-0.5), d_k**-0.5)
+        self.row_keys = self.add_weight(name="row_keys", shape=(h, m, d_k),
+                                        initializer=_fresh(key_init))
+        self.col_keys = self.add_weight(name="col_keys", shape=(h, m, d_k),
+                                        initializer=_fresh(key_init))
+        before = {id(w) for w in self._trainable_weights}
+        self.value_store.build(self, self.num_slots, d_v, self.value_initializer
+                               or tf.keras.initializers.RandomNormal(stddev=d_v**-0.5))
+        self._value_variables = [w for w in self._trainable_weights if id(w) not in before]
+        super().build(input_shape)
+
+    def _queries(self, mlp: tf.keras.Sequential, m_q: tf.Tensor) -> tf.Tensor:
+        q = mlp(m_q)
+        return tf.reshape(q, tf.concat([tf.shape(q)[:2], [self.num_heads, self.key_dim]], 0))
+
+    def _winner_scores(self, q: tf.Tensor, keys: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+        offsets = tf.range(self.num_heads)[:, None] * self.num_keys  # (H, 1): head h's keys
+        k = tf.gather(tf.reshape(keys, (-1, self.key_dim)), ids + offsets)  # (B, L, H, K, d_k)
+        return tf.cast(tf.einsum("blhd,blhkd->blhk", q, k), tf.float32)
+
+    def call(self, items, user, mask=None, training=None, return_slots=False):
+        self._check_inputs(items, user, mask)
+        items = tf.cast(items, self.compute_dtype)
+        user = tf.cast(user, self.compute_dtype)
+        user = tf.broadcast_to(user[:, None, :], tf.concat([tf.shape(items)[:2],
+                                                            tf.shape(user)[-1:]], 0))
+        m_q = self.query_mlp(tf.concat([items, user], -1))  # (B, L, d_v)
+        q_row = self._queries(self.row_query_mlp, m_q)  # (B, L, H, d_k)
+        q_col = self._queries(self.col_query_mlp, m_q)
+        # Select in float32 (fewer spurious ties under mixed precision) and without gradient,
+        # then score the K winners again from their keys: same values, but the backward pass
+        # costs O(K·d_k) per query instead of O(√n·d_k).
+        s_row, s_col = (tf.stop_gradient(tf.cast(tf.einsum("blhd,hmd->blhm", q, keys),
+                                                 tf.float32))  # (B, L, H, √n)
+                        for q, keys in ((q_row, self.row_keys), (q_col, self.col_keys)))
+        _, slots = SCORING[self.scoring](s_row, s_col, self.top_k)  # (B, L, H, K)
+        scores = (self._winner_scores(q_row, self.row_keys, slots // self.num_keys)
+                  + self._winner_scores(q_col, self.col_keys, slots % self.num_keys))
+        weights = tf.nn.softmax(scores) / self.num_heads
+        # float32 whatever the table dtype (e.g. a float16 serving table).
+        values = tf.cast(self.value_store.lookup(slots), tf.float32)  # (B, L, H, K, d_v)
+        m_o = tf.einsum("blhk,blhkd->bld", weights, values)
+        keep = None if mask is None else tf.cast(mask, tf.bool)
+        if keep is not None:  # where, not multiply: garbage (even NaN) in padding stays out
+            m_o = tf.where(keep[..., None], m_o, 0.0)
+            slots = tf.where(keep[..., None, None], slots, -1)
+        # Added in every mode, not only training: a functional model needs the same losses on
+        # each call (and it is then part of `evaluate`'s loss too, like any regulariser).
+        if self.memory_loss_weight > 0:
+            loss = self._memory_loss(m_o, tf.cast(m_q, tf.float32), keep)
+            self.add_loss(self.memory_loss_weight * loss)
+            self.add_metric(loss, name="memory_loss")
+        m_o = tf.cast(m_o, self.compute_dtype)
+        return (m_o, slots) if return_slots else m_o
+
+    def _memory_loss(self, m_o, m_q, keep):
+        """SmoothL1(M_O, M_Q) (Huber, δ = 1), mean over d_v, then over unmasked items."""
+        if self.memory_loss_stop_gradient == "query":
+            m_q = tf.stop_gradient(m_q)
+        elif self.memory_loss_stop_gradient == "readout":
+            m_o = tf.stop_gradient(m_o)
+        err = tf.abs(m_o - m_q)
+        per_item = tf.reduce_mean(tf.where(err < 1.0, 0.5 * err**2, err - 0.5), -1)  # (B, L)
+        if keep is None:
+            return tf.reduce_mean(per_item)
+        count = tf.reduce_sum(tf.cast(keep, tf.float32))
+        return tf.reduce_sum(tf.where(keep, per_item, 0.0)) / tf.maximum(count, 1.0)
+
+    def _check_inputs(self, items, user, mask):
+        if items.shape.rank != 3:
+            raise ValueError(f"`items` must be (B, L, d). Received: items.shape={items.shape}")
+        if user.shape.rank != 2:
+            raise ValueError(f"`user` must be (B, d_u). Received: user.shape={user.shape}")
+        if not user.shape[:1].is_compatible_with(items.shape[:1]):
+            raise ValueError("`user` and `items` batch sizes differ. Received: "
+                             f"user.shape={user.shape}, items.shape={items.shape}")
+        if mask is not None and not mask.shape.is_compatible_with(items.shape[:2]):
+            raise ValueError("`mask` must be (B, L) like `items`. Received: "
+                             f"mask.shape={mask.shape}, items.shape={items.shape}")
+        self._widths["user"] = self._widths["user"] or user.shape[-1]
+        for arg, tensor in (("items", items), ("user", user)):
+            if tensor.shape[-1] != self._widths[arg]:
+                raise ValueError(f"`{arg}` width differs from the first call's "
+                                 f"({self._widths[arg]}). Received: {arg}.shape={tensor.shape}")
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self):
+        ser = tf.keras.initializers.serialize
+        config = super().get_config()
+        config.update({
+            "num_keys": self.num_keys, "top_k": self.top_k, "num_heads": self.num_heads,
+            "key_dim": self.key_dim, "value_dim": self.value_dim,
+            "query_hidden_units": list(self.query_hidden_units),
+            "head_hidden_units": list(self.head_hidden_units),
+            "activation": tf.keras.activations.serialize(self.activation),
+            "memory_loss_weight": self.memory_loss_weight,
+            "memory_loss_stop_gradient": self.memory_loss_stop_gradient,
+            "scoring": self.scoring,
+            "value_store": tf.keras.utils.serialize_keras_object(self.value_store),
+            "kernel_initializer": ser(self.kernel_initializer),
+            "key_initializer": self.key_initializer and ser(self.key_initializer),
+            "value_initializer": self.value_initializer and ser(self.value_initializer),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("value_store"), dict):
+            config["value_store"] = tf.keras.utils.deserialize_keras_object(config["value_store"])
+        return cls(**config)
