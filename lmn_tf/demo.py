@@ -1,0 +1,133 @@
+"""`lmn-tf demo`: the README's main job, end to end on real MovieLens-1M data.
+
+1. train LMN (DIN + LMNLayer) briefly on the latest ML-1M training events, evaluate AUC;
+2. export the run as a TF-Serving SavedModel (``BASE/lmn/VERSION``, lookup-only memory);
+3. start ``lmn-tf serve`` as its own process on 127.0.0.1 (free ports);
+4. query a few evaluation rows over REST and gRPC with the TF-Serving clients and print the
+   served probabilities next to the in-process model's;
+5. stop the server with SIGTERM.
+
+Everything goes under ``--workdir`` (default ``./demo-output``); a rerun trains a new run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+DEFAULTS = {"limit": 200_000, "eval_limit": 50_000, "epochs": 1, "rows": 5}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="demo-output", help="runs/ and models/ go here")
+    parser.add_argument("--dataset", default="ml-1m", choices=("ml-1m", "ml-100k"))
+    parser.add_argument("--limit", type=int, default=DEFAULTS["limit"],
+                        help="train on the latest N training events (default: %(default)s)")
+    parser.add_argument("--eval-limit", type=int, default=DEFAULTS["eval_limit"],
+                        help="evaluate on the first N eval events (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    parser.add_argument("--rows", type=int, default=DEFAULTS["rows"],
+                        help="evaluation rows to send to the server")
+
+
+def start_server(base_path: pathlib.Path, model_name: str, log_path: pathlib.Path,
+                 timeout: float = 120.0) -> tuple[subprocess.Popen, str, str]:
+    """Starts `lmn-tf serve` on free ports; returns (process, REST URL, gRPC target).
+
+    The server's output goes to ``log_path`` (a pipe nobody drains would block it).
+    """
+    log = open(log_path, "w")  # noqa: SIM115  (the child process keeps writing to it)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmn_tf", "serve", "--model-base-path", str(base_path),
+         "--model-name", model_name, "--rest-port", "0", "--grpc-port", "0"],
+        stdout=log, stderr=subprocess.STDOUT, text=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        ports = dict(re.findall(r"(REST|gRPC) listening on (\S+)", log_path.read_text()))
+        if len(ports) == 2:
+            return proc, f"http://{ports['REST']}", ports["gRPC"]
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the server did not start (exit code {proc.poll()}); "
+                               f"see {log_path}")
+        time.sleep(0.2)
+
+
+def wait_until_available(url: str, model_name: str, timeout: float = 120.0) -> None:
+    from lmn_tf.serving import ServingError, model_status_rest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status = model_status_rest(url, model_name)
+            if any(v["state"] == "AVAILABLE" for v in status["model_version_status"]):
+                return
+        except (ServingError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"model {model_name!r} never became AVAILABLE at {url}")
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lmn_tf import train as training
+    from lmn_tf.data import schema
+    from lmn_tf.export.saved_model import export_saved_model
+    from lmn_tf.serving import predict_grpc, predict_rest
+
+    work = pathlib.Path(args.workdir)
+    run_dir, base_path = work / "runs" / "lmn", work / "models"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a demo run starts fresh, never resumes
+
+    print(f"[1/4] training LMN on {args.dataset}: latest {args.limit:,} train events, "
+          f"{args.epochs} epoch(s)", flush=True)
+    data = training.load_data(args.dataset, args.limit, args.eval_limit)
+    config = {"model": "lmn", "dataset": args.dataset, "epochs": args.epochs,
+              "limit": args.limit, "eval_limit": args.eval_limit}
+    metrics = training.train(config, run_dir, data=data)
+    print(f"      eval AUC {metrics['auc']:.4f}  LogLoss {metrics['logloss']:.4f} "
+          f"on {len(data[1][schema.LABEL]):,} events", flush=True)
+
+    print("[2/4] exporting a lookup-only SavedModel", flush=True)
+    model, _ = training.load_run(run_dir)
+    warmup = {k: data[1][k][:64] for k in schema.FEATURES}  # real eval rows warm it up
+    version_dir = export_saved_model(model, str(base_path), "lmn", warmup=warmup)
+    print(f"      {version_dir}", flush=True)
+
+    print("[3/4] starting the TF-Serving-protocol server on 127.0.0.1", flush=True)
+    # TF-Serving's --model_base_path is the model's own folder, holding the versions.
+    server, rest_url, grpc_target = start_server(base_path / "lmn", "lmn", work / "server.log")
+    try:
+        wait_until_available(rest_url, "lmn")
+        print(f"      REST {rest_url}  gRPC {grpc_target}", flush=True)
+        print(f"[4/4] querying {args.rows} evaluation rows", flush=True)
+        rows = {k: data[1][k][: args.rows] for k in schema.FEATURES}
+        in_process = 1 / (1 + np.exp(-model.predict(rows, verbose=0).reshape(-1)))
+        rest = predict_rest(rest_url, "lmn", rows)["probability"].reshape(-1)
+        grpc_ = predict_grpc(grpc_target, "lmn", rows)["probability"].reshape(-1)
+    finally:
+        server.terminate()  # SIGTERM: the server drains in-flight requests and exits 0
+        server.wait(timeout=60)
+
+    print(f"\n{'row':>3} {'label':>5} {'in-process':>10} {'REST':>10} {'gRPC':>10}")
+    for i in range(args.rows):
+        print(f"{i:>3} {int(data[1][schema.LABEL][i]):>5} {in_process[i]:>10.6f} "
+              f"{rest[i]:>10.6f} {grpc_[i]:>10.6f}")
+    worst = float(max(np.abs(rest - in_process).max(), np.abs(grpc_ - in_process).max()))
+    summary = {"auc": metrics["auc"], "logloss": metrics["logloss"], "export": version_dir,
+               "max_abs_diff_served_vs_in_process": worst}
+    print(json.dumps(summary))
+    if worst > 1e-5:
+        print(f"lmn-tf demo: served predictions differ from the model's by {worst:.2e}",
+              file=sys.stderr)
+        return 1
+    return 0
