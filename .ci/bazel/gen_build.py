@@ -73,6 +73,13 @@ def imported_targets(path: str) -> set[str]:
     return targets
 
 
+def data_of(test_path: str) -> list[str]:
+    """Files a test reads beyond Python modules (the notebooks it executes)."""
+    if test_path.startswith("tests/notebooks/"):
+        return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
+    return []
+
+
 def fmt_list(items) -> str:
     items = sorted(set(items))
     if len(items) <= 1:
@@ -120,7 +127,7 @@ def generate() -> str:
             out.append(rule(
                 "py_test", name=name, srcs=["tests/bazel_pytest.py", path],
                 main="tests/bazel_pytest.py", args=[path], python_version="PY3",
-                size="large", data=["setup.py"],
+                size="large", data=["setup.py", *data_of(path)],
                 deps={f":{t}" for t in imported_targets(path)} | {f":{TEST_SUPPORT}"}))
     return "\n".join(out)
 
