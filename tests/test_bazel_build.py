@@ -12,8 +12,8 @@ BAZEL_TESTS = ["//:test_ctr_metrics", "//:data_test_data_sequences"]
 
 def bazel(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     # The Bazel server would otherwise outlive the test run by hours.
-    return subprocess.run(["bazel", "--max_idle_secs=60", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(["bazel", "--max_idle_secs=60", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_build_file_matches_import_graph():
