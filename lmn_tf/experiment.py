@@ -1,0 +1,185 @@
+"""`lmn-tf experiment table1|table2|ablation`: the paper's tables on public data.
+
+- table1: every model x ``--seeds`` seeds; AUC and LogLoss mean ± std, RelaImpr vs Base.
+- table2: LMN for √n ∈ {50, 100, 200, 300, 500, 1000}.
+- ablation: LMN's open design choices (read-out consumption, target query, stop-gradient, alpha).
+
+Each writes ``results/<table>[_<dataset>].md`` and ``.json`` (every run's config and metrics,
+the settings and the wall time), updated after every run. On synthetic data the tables also
+give the oracle's AUC (true click probabilities on the drawn labels) and the Bayes-optimal
+AUC. The defaults are sized for a 2-core CPU (see ``DEFAULTS``); pass ``--limit 0`` and
+more ``--epochs`` for full-data runs.
+
+Example:
+    lmn-tf experiment table1 --dataset ml-1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from lmn_tf import evaluation
+from lmn_tf.train import load_data, train
+
+TABLE1_MODELS = ("base", "pooling", "din", "sim", "mimn", "lmn")
+TABLE2_KEYS = (50, 100, 200, 300, 500, 1000)
+ABLATION = {  # name -> LMN hparams on top of the defaults
+    "attended + target query (default)": {},
+    "pooled read-outs": {"readout": "pooled"},
+    "no target query": {"target_query": False},
+    "stop-gradient on M_Q": {"stop_gradient": "query"},
+    "alpha = 0 (no memory loss)": {"memory_loss_weight": 0.0},
+    "alpha = 1": {"memory_loss_weight": 1.0},
+}
+# Sized so that each table finishes in < 90 min on 2 CPU cores (see results/*.md).
+DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval_limit": 50_000}
+
+
+def _rows(table: str, models: list[str] | None, keys: list[int] | None):
+    """(row label, model, hparams) of a table."""
+    if table == "table1":
+        return [(m, m, {}) for m in (models or TABLE1_MODELS)]
+    if table == "table2":
+        return [(f"√n = {k}", "lmn", {"num_keys": k}) for k in (keys or TABLE2_KEYS)]
+    return [(name, "lmn", hp) for name, hp in ABLATION.items()]
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
+
+
+def summarize(results: dict) -> list[dict]:
+    """Per row: AUC/LogLoss mean ± std over seeds, RelaImpr vs the first row and vs DIN."""
+    by_row: dict[str, list[dict]] = {}
+    for r in results["runs"]:
+        by_row.setdefault(r["row"], []).append(r)
+    first = next(iter(by_row), None)
+    rows = []
+    for name, runs in by_row.items():
+        aucs = [r["metrics"]["auc"] for r in runs]
+        row = {"row": name, "model": runs[0]["model"], "seeds": len(runs)}
+        row["auc"], row["auc_std"] = _mean_std(aucs)
+        row["logloss"], row["logloss_std"] = _mean_std([r["metrics"]["logloss"] for r in runs])
+        row["train_seconds"] = float(np.mean([r["metrics"]["train_seconds"] for r in runs]))
+        for ref_name, key in ((first, "relaimpr"), ("din", "relaimpr_vs_din")):
+            ref = {r["seed"]: r["metrics"]["auc"] for r in by_row.get(ref_name, [])}
+            paired = [evaluation.rela_impr(r["metrics"]["auc"], ref[r["seed"]])
+                      for r in runs if r["seed"] in ref]
+            if paired and ref_name != name:
+                row[key], row[key + "_std"] = _mean_std(paired)
+        for k in ("oracle_auc", "bayes_auc"):
+            if k in runs[0]["metrics"]:
+                row[k] = runs[0]["metrics"][k]
+        rows.append(row)
+    return rows
+
+
+def markdown(results: dict) -> str:
+    s = results["settings"]
+    rows = summarize(results)
+    lines = [f"# {results['table']} on {s['dataset']}", "",
+             f"Command: `{results['command']}`  ",
+             f"Settings: {s['seeds']} seeds, {s['epochs']} epoch(s), batch {s['batch_size']}, "
+             f"train events {results['num_train']:,} (latest), eval events "
+             f"{results['num_eval']:,} (earliest of the eval period).  ",
+             f"Wall time: {results['wall_seconds'] / 60:.1f} min "
+             f"({'complete' if results['complete'] else 'INCOMPLETE'}).", "",
+             "| Row | AUC | RelaImpr vs first row | RelaImpr vs DIN | LogLoss | train s/run |",
+             "|---|---|---|---|---|---|"]
+
+    def pct(row, key):
+        return (f"{100 * row[key]:+.2f}% ± {100 * row[key + '_std']:.2f}" if key in row else "-")
+
+    for r in rows:
+        lines.append(f"| {r['row']} | {r['auc']:.4f} ± {r['auc_std']:.4f} | "
+                     f"{pct(r, 'relaimpr')} | {pct(r, 'relaimpr_vs_din')} | "
+                     f"{r['logloss']:.4f} ± {r['logloss_std']:.4f} | {r['train_seconds']:.0f} |")
+    if rows and "bayes_auc" in rows[0]:
+        lines += ["", f"True click probabilities on the same eval labels (oracle): AUC "
+                  f"{rows[0]['oracle_auc']:.4f}; Bayes-optimal AUC (expected over labels): "
+                  f"{rows[0]['bayes_auc']:.4f}."]
+    lines += ["", "RelaImpr = (AUC - 0.5)/(AUC_ref - 0.5) - 1, paired by seed; ± is the std "
+              "over seeds (ddof 1)."]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", choices=("table1", "table2", "ablation"))
+    parser.add_argument("--dataset", choices=("ml-1m", "ml-100k", "synthetic"), default="ml-1m")
+    parser.add_argument("--seeds", type=int, default=DEFAULTS["seeds"])
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--limit", type=int, default=DEFAULTS["limit"],
+                        help="train on the latest N train events (0: all)")
+    parser.add_argument("--eval-limit", type=int, default=DEFAULTS["eval_limit"],
+                        help="evaluate on the first N eval events (0: all)")
+    parser.add_argument("--models", nargs="+", help="table1: a subset of the models")
+    parser.add_argument("--num-keys", type=int, nargs="+", help="table2: the √n values")
+    parser.add_argument("--hparams", default="{}", help="JSON hparams added to every LMN run")
+    parser.add_argument("--out", default="results", help="directory of the .md/.json tables")
+    parser.add_argument("--runs-dir", help="where run directories go (default: a temp dir)")
+    parser.add_argument("--quiet", action="store_true", help="no per-step progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.time()
+    suffix = "" if args.dataset == "ml-1m" else f"_{args.dataset.replace('-', '')}"
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_dir = pathlib.Path(args.runs_dir or tempfile.mkdtemp(prefix="lmn-tf-experiment-"))
+    data = load_data(args.dataset, args.limit or None, args.eval_limit or None)
+    settings = {k: getattr(args, k) for k in ("dataset", "seeds", "epochs", "batch_size",
+                                               "limit", "eval_limit")}
+    results = {"table": args.table, "settings": settings, "runs": [], "complete": False,
+               "command": "lmn-tf experiment " + " ".join(_argv(args)),
+               "num_train": len(data[0]["label"]), "num_eval": len(data[1]["label"])}
+    extra = json.loads(args.hparams)
+    rows = _rows(args.table, args.models, args.num_keys)
+    for seed in range(args.seeds):  # seed-major: a partial table still covers every row
+        for label, model, hparams in rows:
+            hp = {**extra, **hparams} if model == "lmn" else hparams
+            config = {"model": model, "dataset": args.dataset, "hparams": hp, "seed": seed,
+                      "epochs": args.epochs, "batch_size": args.batch_size,
+                      "limit": args.limit or None, "eval_limit": args.eval_limit or None}
+            slug = f"{args.table}-{label}-{seed}".replace(" ", "").replace("√n=", "keys")
+            print(f"== {args.table}: {label}, seed {seed}", flush=True)
+            tf.keras.backend.clear_session()
+            metrics = train(config, runs_dir / "".join(c for c in slug if c.isalnum() or c in "-_"),
+                            data=data, verbose=0 if args.quiet else 1)
+            print(f"   AUC {metrics['auc']:.4f}  LogLoss {metrics['logloss']:.4f}  "
+                  f"({metrics['train_seconds']:.0f} s)", flush=True)
+            results["runs"].append({"row": label, "model": model, "hparams": hp, "seed": seed,
+                                    "metrics": metrics})
+            results["wall_seconds"] = time.time() - start
+            _write(out / f"{args.table}{suffix}", results)
+    results["complete"] = True
+    _write(out / f"{args.table}{suffix}", results)
+    print(markdown(results))
+    return 0
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    argv = [args.table, "--dataset", args.dataset]
+    for k, v in DEFAULTS.items():
+        if getattr(args, k) != v:
+            argv += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    if args.models:
+        argv += ["--models", *args.models]
+    if args.num_keys:
+        argv += ["--num-keys", *map(str, args.num_keys)]
+    if args.hparams != "{}":
+        argv += ["--hparams", f"'{args.hparams}'"]
+    return argv
+
+
+def _write(stem: pathlib.Path, results: dict) -> None:
+    results = {**results, "summary": summarize(results)}
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(results))

@@ -1,0 +1,95 @@
+"""The feature/embedding stack every ranking model shares (width 32, as in the paper).
+
+Sequences carry item ids only, so an item inside a sequence is its id embedding (width
+``dim``); the target item additionally has genres (mean of genre embeddings) and a release
+year. Index 0 is padding everywhere (``schema``), and its embedding is masked out by the
+models, not forced to zero here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from lmn_tf.data import schema
+
+USER_FIELDS = ("user_id", "user_gender", "user_age", "user_occupation", "user_zip")
+_VOCAB_OF = {
+    "user_id": "num_users",
+    "user_gender": "num_genders",
+    "user_age": "num_ages",
+    "user_occupation": "num_occupations",
+    "user_zip": "num_zips",
+    "item_id": "num_items",
+    "item_genres": "num_genres",
+    "item_year": "num_years",
+}
+
+
+@tf.keras.utils.register_keras_serializable(package="lmn_tf")
+class FeatureStack(tf.keras.layers.Layer):
+    """Embeds the ``schema.FEATURES`` of a batch.
+
+    Args:
+        vocab: a ``schema.Vocab`` or a dict of its fields.
+        dim: embedding width of every field.
+        l2: L2 penalty on the looked-up rows (added with ``add_loss``), 0 to disable.
+
+    Call arguments (methods, not ``call``):
+        ``user(features)`` -> (B, 5·dim): the concatenated user fields.
+        ``item(ids)`` -> ids.shape + (dim,): item id embeddings.
+        ``target(features)`` -> (B, 3·dim): target id, mean genre and year embeddings.
+
+    Raises:
+        ValueError: if ``dim`` is not positive or ``vocab`` misses a field.
+
+    Example:
+    >>> from lmn_tf.data.schema import Vocab
+    >>> v = Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    >>> stack = FeatureStack(v, dim=4)
+    >>> stack.item(tf.constant([[1, 2, 0]])).shape
+    TensorShape([1, 3, 4])
+    """
+
+    def __init__(self, vocab: schema.Vocab | dict, dim: int = 32, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if dim <= 0:
+            raise ValueError(f"dim must be positive. Received: dim={dim}")
+        vocab = dataclasses.asdict(vocab) if dataclasses.is_dataclass(vocab) else dict(vocab)
+        missing = [f.name for f in dataclasses.fields(schema.Vocab) if f.name not in vocab]
+        if missing:
+            raise ValueError(f"vocab misses fields {missing}. Received: vocab={vocab}")
+        self.vocab, self.dim, self.l2 = vocab, dim, l2
+        self.tables = {
+            name: tf.keras.layers.Embedding(
+                int(vocab[size]), dim, name=f"{name}_embedding",
+                embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
+            for name, size in _VOCAB_OF.items()
+        }
+
+    def _embed(self, name: str, ids: tf.Tensor) -> tf.Tensor:
+        out = self.tables[name](ids)
+        if self.l2:
+            self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(out), -1)))
+        return out
+
+    def user(self, features: dict) -> tf.Tensor:
+        return tf.concat([self._embed(f, features[f]) for f in USER_FIELDS], -1)  # (B, 5d)
+
+    def item(self, ids: tf.Tensor) -> tf.Tensor:
+        return self._embed("item_id", ids)
+
+    def target(self, features: dict) -> tf.Tensor:
+        genres = features["item_genres"]  # (B, G), 0-padded
+        mask = tf.cast(genres != 0, tf.float32)[..., None]
+        genre = tf.reduce_sum(self._embed("item_genres", genres) * mask, 1) / tf.maximum(
+            tf.reduce_sum(mask, 1), 1.0)
+        year = self._embed("item_year", features["item_year"])
+        return tf.concat([self.item(features["item_id"]), genre, year], -1)  # (B, 3d)
+
+    def call(self, features: dict) -> tf.Tensor:
+        return tf.concat([self.user(features), self.target(features)], -1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "vocab": self.vocab, "dim": self.dim, "l2": self.l2}

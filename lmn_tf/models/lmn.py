@@ -1,0 +1,100 @@
+"""LMN (Lu et al. 2025): DIN plus the large product-key memory over the behaviour sequence.
+
+How the ranking model consumes the memory (the paper leaves it open; decided here):
+1. Every unmasked history item x queries the memory with the user (the layer's user-aware
+   block, ``M_Q = MLP([x, u])``) and gets a read-out ``M_O(x, u)`` (B, L, d_v).
+2. ``target_query=True`` (default): the target item queries the memory too, with the same
+   user, in the same call (appended as position L), so its read-out ``M_O(target, u)`` says
+   what the global memory recalls about this user-item pair. It is concatenated to the MLP
+   input and is also the attention query in step 3. No label enters a query, so this leaks
+   nothing.
+3. ``readout="attended"`` (default): the history read-outs are weighted by a DIN activation
+   unit whose query is the target's read-out (or, with ``target_query=False``, the target
+   embedding projected to d_v); ``readout="pooled"``: their masked mean instead.
+4. The result is concatenated to DIN's input (user, target, DIN's attention over the raw
+   sequence), so LMN = DIN + memory features; the memory loss ``alpha·SmoothL1(M_O, M_Q)`` is added
+   by the layer (``memory_loss_weight`` = alpha; ``stop_gradient`` picks which side it moves).
+Memory values are trained by a sparse optimizer (``sparse_variables``); everything else by Adam.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from lmn_tf.models.attention import TargetAttention, masked_mean
+from lmn_tf.models.din import DIN
+
+READOUTS = ("attended", "pooled")
+
+
+class LMN(DIN):
+    """DIN + ``LMNLayer`` read-outs (see the module docstring for the design).
+
+    Args:
+        num_keys: √n, keys per axis (the paper's "number of memory keys"; n = num_keys²).
+        top_k: slots read per query and head.
+        num_heads: memory heads.
+        memory_loss_weight: alpha of the memory loss.
+        value_dim: d_v, width of the read-outs and of the user-aware query M_Q.
+        readout: "attended" (target attention over read-outs) or "pooled" (masked mean).
+        target_query: whether the target item also queries the memory.
+        stop_gradient: the layer's ``memory_loss_stop_gradient``: "none" (paper), "query"
+            (M_Q is a fixed target) or "readout".
+        memory_options: further ``LMNLayer`` keyword arguments (e.g. scoring, key_dim).
+        value_store: the layer's ``ValueStore`` (e.g. Horovod's sharded store); not an hparam.
+        **kwargs: ``DIN`` arguments.
+
+    Raises:
+        ValueError: on an unknown ``readout``.
+
+    Example:
+    >>> from lmn_tf.data.schema import Vocab
+    >>> from lmn_tf.models.testing import random_features
+    >>> v = Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    >>> LMN(v, embedding_dim=4, num_keys=8, top_k=4)(random_features(v, 2)).shape
+    TensorShape([2, 1])
+    """
+
+    def __init__(self, vocab, num_keys: int = 300, top_k: int = 8, num_heads: int = 1,
+                 memory_loss_weight: float = 0.1, value_dim: int = 32,
+                 readout: str = "attended", target_query: bool = True,
+                 stop_gradient: str = "none", memory_options: dict | None = None,
+                 attention_units=(80, 40), value_store=None, **kwargs):
+        super().__init__(vocab, attention_units=attention_units, **kwargs)
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}. Received: {readout=}")
+        from lmn_tf.memory.layer import LMNLayer
+
+        self.readout, self.target_query = readout, target_query
+        self.memory = LMNLayer(num_keys=num_keys, top_k=top_k, num_heads=num_heads,
+                               memory_loss_weight=memory_loss_weight, value_dim=value_dim,
+                               memory_loss_stop_gradient=stop_gradient, value_store=value_store,
+                               **(memory_options or {}), name="memory")
+        if readout == "attended":
+            self.memory_attention = TargetAttention(attention_units, name="memory_attention")
+            if not target_query:
+                self.query_projection = tf.keras.layers.Dense(value_dim, name="query_projection")
+
+    def interest(self, features, user, target, training):
+        seq, mask = self.sequence(features)  # (B, L, d), (B, L)
+        item = self.target_item(target)  # (B, d)
+        length = tf.shape(seq)[1]
+        if self.target_query:
+            items = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
+            items_mask = tf.concat([mask, tf.ones_like(mask[:, :1])], 1)
+        else:
+            items, items_mask = seq, mask
+        read = self.memory(items, user, mask=items_mask, training=training)  # (B, L(+1), d_v)
+        history = read[:, :length]
+        out = super().interest(features, user, target, training)
+        if self.target_query:
+            out.append(read[:, length])  # (B, d_v)
+        if self.readout == "pooled":
+            out.append(masked_mean(history, mask))
+        else:
+            query = read[:, length] if self.target_query else self.query_projection(item)
+            out.append(self.memory_attention(query, history, mask))
+        return out
+
+    def sparse_variables(self) -> list[tf.Variable]:
+        return list(getattr(self.memory, "value_variables", None) or [])

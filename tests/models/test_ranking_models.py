@@ -1,0 +1,131 @@
+"""Every model builds, returns (B, 1) logits, trains, and beats a constant predictor."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lmn_tf import data as lmn_data
+from lmn_tf import evaluation
+from lmn_tf.data import schema, synthetic
+from lmn_tf.models import MODELS, build_model
+from lmn_tf.models.testing import random_features, zero_features
+from lmn_tf.train import make_optimizer
+
+TINY = {"embedding_dim": 8, "hidden_units": (16,)}
+TINY_BY_MODEL = {
+    "din": {"attention_units": (8,)},
+    "sim": {"attention_units": (8,)},
+    "mimn": {"attention_units": (8,), "num_slots": 2},
+    "lmn": {"attention_units": (8,), "num_keys": 8, "top_k": 4, "value_dim": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    train, _, vocab = synthetic.load(num_users=100, events_per_user=30, warmup_events=50,
+                                     num_topics=5, items_per_topic=20, seed=0)
+    return train, vocab
+
+
+def _model(name, vocab, **extra):
+    tf.keras.utils.set_random_seed(0)
+    return build_model(name, vocab, **{**TINY, **TINY_BY_MODEL.get(name, {}), **extra})
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_trains_and_beats_constant_predictor(name, tiny_data):
+    train, vocab = tiny_data
+    model = _model(name, vocab)
+    out = model(random_features(vocab, 3), training=False)
+    assert out.shape == (3, 1) and out.dtype == tf.float32
+    model.compile(optimizer=make_optimizer(model, 1e-2, 0.1))
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    ds = lmn_data.make_dataset(train, 128, shuffle=True, seed=0)
+    history = model.fit(ds.take(2), verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    after = [w.numpy() for w in model.trainable_variables]
+    changed = [not np.array_equal(b, a) for b, a in zip(before, after, strict=True)]
+    assert sum(changed) > len(changed) // 2  # two steps moved the weights
+    model.fit(ds, epochs=3, verbose=0)
+    labels, logits = evaluation.predict(model, lmn_data.make_dataset(train, 512), verbose=0)
+    metrics = evaluation.score(labels, logits)
+    p = labels.mean()
+    constant = -(p * np.log(p) + (1 - p) * np.log(1 - p))  # LogLoss of the best constant
+    assert metrics["auc"] > 0.6, metrics
+    assert metrics["logloss"] < constant, (metrics, constant)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="Received: name='nope'"):
+        build_model("nope", schema.Vocab(2, 2, 2, 2, 2, 2, 2, 2))
+
+
+def test_base_ignores_the_sequence_and_din_does_not():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 4)
+    g = {**f, "hist_item_ids": tf.zeros_like(f["hist_item_ids"])}
+    base, din = _model("base", vocab), _model("din", vocab)
+    np.testing.assert_allclose(base(f), base(g))
+    assert not np.allclose(din(f), din(g))
+
+
+def test_sim_reads_the_searched_long_history():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 4)
+    g = {**f, "sim_item_ids": tf.zeros_like(f["sim_item_ids"])}
+    sim = _model("sim", vocab)
+    assert not np.allclose(sim(f), sim(g))
+
+
+@pytest.mark.parametrize("variant", [{"readout": "pooled"}, {"target_query": False},
+                                     {"stop_gradient": "query", "memory_loss_weight": 0.0}])
+def test_lmn_variants_build(variant):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, **variant)
+    assert model(random_features(vocab, 2)).shape == (2, 1)
+    assert len(model.losses) == (0 if variant.get("memory_loss_weight") == 0.0 else 1)
+
+
+def test_lmn_rejects_unknown_readout():
+    with pytest.raises(ValueError, match="readout"):
+        _model("lmn", schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10), readout="max")
+
+
+def test_lmn_values_get_sparse_adagrad_and_only_read_rows_move():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, num_keys=16)
+    model(zero_features(1))
+    (values,) = model.sparse_variables()
+    assert values is model.memory.value_variables[0] and values.shape == (256, 8)
+    optimizer = make_optimizer(model, 1e-3, 0.1)
+    adagrad, adam = optimizer.optimizers
+    assert isinstance(adagrad, tf.keras.optimizers.legacy.Adagrad)
+    assert isinstance(adam, tf.keras.optimizers.legacy.Adam)
+    model.compile(optimizer=optimizer)
+    f = random_features(vocab, 2)
+    before = values.numpy().copy()
+    _, slots = model.memory(tf.concat([model.features.item(f["hist_item_ids"]),
+                                       model.features.item(f["item_id"])[:, None]], 1),
+                            model.features.user(f),
+                            mask=tf.concat([f["hist_item_ids"] != 0,
+                                            tf.ones((2, 1), tf.bool)], 1), return_slots=True)
+    model.train_on_batch(f)
+    moved = np.flatnonzero(np.any(before != values.numpy(), axis=1))
+    read = np.unique(slots.numpy()[slots.numpy() >= 0])
+    assert len(moved) > 0 and set(moved) <= set(read)
+
+
+def test_base_uses_plain_adam():
+    model = _model("base", schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10))
+    assert isinstance(make_optimizer(model, 1e-3, 0.1), tf.keras.optimizers.legacy.Adam)
+
+
+def test_tape_fn_wraps_the_training_tape():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("pooling", vocab)
+    wrapped = []
+    model.tape_fn = lambda tape: wrapped.append(tape) or tape
+    model.compile(optimizer=make_optimizer(model, 1e-3, 0.1))
+    model.fit(lmn_data.make_dataset(
+        {k: v.numpy() for k, v in random_features(vocab, 8).items()}, 4), verbose=0)
+    assert wrapped  # traced through make_tape at least once
