@@ -109,6 +109,12 @@ class AlltoallValues(ValueStore):
         out = tf.gather(back, slot)  # (F, dim)
         return tf.reshape(out, tf.concat([tf.shape(ids), [self.dim]], 0))
 
+    def batch_mean(self, total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+        """``total · size / global count``: Horovod averages the dense gradients over ranks
+        (and divides the shard gradients by ``size``), which then yields the global mean."""
+        global_count = hvd.allreduce(tf.stop_gradient(count), op=hvd.Sum)  # collective
+        return total * self.size / tf.maximum(global_count, 1.0)
+
     def full_table(self) -> tf.Tensor:
         """All shards gathered into the (num_rows, dim) table in global row order (collective)."""
         shards = hvd.allgather(tf.convert_to_tensor(self.table))  # (size·R, dim), rank-major

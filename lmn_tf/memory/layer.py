@@ -239,7 +239,7 @@ class LMNLayer(tf.keras.layers.Layer):
         if keep is None:
             return tf.reduce_mean(per_item)
         count = tf.reduce_sum(tf.cast(keep, tf.float32))
-        return tf.reduce_sum(tf.where(keep, per_item, 0.0)) / tf.maximum(count, 1.0)
+        return self.value_store.batch_mean(tf.reduce_sum(tf.where(keep, per_item, 0.0)), count)
 
     def _check_inputs(self, items, user, mask):
         if items.shape.rank != 3:

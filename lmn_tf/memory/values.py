@@ -37,6 +37,16 @@ class ValueStore:
         """The whole (num_rows, dim) table on every worker, e.g. for a serving export."""
         raise NotImplementedError
 
+    def batch_mean(self, total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+        """``total / count`` for a per-item sum over this worker's batch (0 when empty).
+
+        The layer's memory loss is a mean over unmasked items. A sharded store overrides
+        this to divide by the *global* item count (times the number of workers), so that the
+        workers' averaged gradients equal one worker's gradient on the global batch even when
+        workers hold different numbers of unmasked items.
+        """
+        return total / tf.maximum(count, 1.0)
+
     # Serialisation, so a layer's get_config/from_config can carry its store. A store with
     # constructor arguments overrides get_config; register it with
     # @tf.keras.utils.register_keras_serializable(package="lmn_tf").

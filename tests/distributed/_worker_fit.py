@@ -1,10 +1,10 @@
 """One epoch of the LMN model under Horovod (any world size), the single-worker recipe's
 weights as the start; rank 0 writes the per-step global loss and the final weights.
 
-argv: out_dir mode, mode in {"parity", "padded", "kill"}. "parity" uses full-length
-histories (every rank's memory-loss mean then has the same item count, so the 2-rank step
-is exactly the 1-rank step); "padded" keeps random history lengths; "kill" makes rank 1
-SIGKILL itself at step 3 of a long run.
+argv: out_dir mode, mode in {"padded", "full", "kill"}. "padded" keeps random history
+lengths, so ranks hold different numbers of unmasked items (the memory-loss mean is then
+global only because AlltoallValues.batch_mean divides by the allreduced count); "full" uses
+full-length histories; "kill" makes rank 1 SIGKILL itself at step 3 of a long run.
 """
 
 import json
@@ -44,7 +44,7 @@ twin = build(LocalValues())  # the single-worker model's initial weights, same i
 model = build(training.value_store())  # AlltoallValues when size > 1
 checkpoint.copy_weights(twin, model)
 arrays = random_arrays(VOCAB, GLOBAL_BATCH * STEPS, seed=1)
-if mode == "parity":
+if mode == "full":  # every history full-length: equal item counts on every rank
     arrays["hist_item_ids"] = np.random.default_rng(2).integers(
         1, VOCAB.num_items, arrays["hist_item_ids"].shape).astype("int32")
 model.compile(optimizer=make_optimizer(model, 0.01, 0.2))

@@ -10,6 +10,7 @@ import tensorflow as tf
 from lmn_tf.distributed import checkpoint, training
 from lmn_tf.distributed.values import AlltoallValues
 from lmn_tf.memory import LMNLayer
+from lmn_tf.memory.values import LocalValues
 
 training.init()
 import horovod.tensorflow as hvd  # noqa: E402
@@ -29,6 +30,17 @@ def inputs_for(r):
     return items, user, mask, weights
 
 
+# AlltoallValues divides each rank's memory-loss sum by the global item count (x size), so
+# the reference local layer must do the same to give the same per-rank loss.
+GLOBAL_ITEMS = sum(float(tf.reduce_sum(tf.cast(inputs_for(r)[2], tf.float32)))
+                   for r in range(size))
+
+
+class GlobalMeanValues(LocalValues):
+    def batch_mean(self, total, count):
+        return total * size / GLOBAL_ITEMS
+
+
 def grads(layer, items, user, mask, weights):
     with tf.GradientTape() as tape:
         out = layer(items, user, mask=mask, training=True)
@@ -44,7 +56,7 @@ def build(store=None):
 
 
 tf.random.set_seed(1)
-local = build()
+local = build(GlobalMeanValues())
 training.broadcast_variables(local)  # unseeded Keras initializers differ per process
 sharded = build(AlltoallValues())
 checkpoint.copy_weights(local, sharded)  # local -> shards: the same model on every rank
