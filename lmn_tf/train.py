@@ -82,7 +82,8 @@ def build_from_config(config: dict):
     return model
 
 
-def _checkpoint(model, optimizer=None) -> tf.train.Checkpoint:
+def run_checkpoint(model, optimizer=None) -> tf.train.Checkpoint:
+    """What a run's ``checkpoints/`` hold: the model, its optimizer and the epoch reached."""
     parts = {"model": model, "epoch": tf.Variable(0, dtype=tf.int64, name="epoch")}
     if optimizer is not None:
         parts["optimizer"] = optimizer
@@ -103,7 +104,7 @@ def load_run(run_dir: str | pathlib.Path):
     if latest is None:
         raise FileNotFoundError(f"No checkpoint in {run / 'checkpoints'}: train the run first")
     model = build_from_config(config)
-    ckpt = _checkpoint(model)
+    ckpt = run_checkpoint(model)
     ckpt.restore(latest).expect_partial().assert_existing_objects_matched()
     return model, config
 
@@ -143,7 +144,7 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
     model = build_model(config["model"], config["vocab"], **config["hparams"])
     optimizer = make_optimizer(model, config["learning_rate"], config["values_learning_rate"])
     model.compile(optimizer=optimizer)
-    ckpt = _checkpoint(model, optimizer)
+    ckpt = run_checkpoint(model, optimizer)
     manager = tf.train.CheckpointManager(ckpt, str(run / "checkpoints"), max_to_keep=2)
     if manager.latest_checkpoint:
         model(zero_features(1), training=False)
@@ -205,6 +206,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hparams", default="{}",
                         help='more model constructor arguments as JSON: \'{"dropout": 0.1}\'')
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--horovod", action="store_true",
+                        help="data-parallel with sharded memory values; launch under "
+                             "horovodrun -np N -H localhost:N --gloo (lmn_tf.distributed.fit)")
 
 
 def hparams_from_args(args: argparse.Namespace) -> dict:
@@ -226,7 +230,15 @@ def run(args: argparse.Namespace) -> int:
               "learning_rate": args.learning_rate,
               "values_learning_rate": args.values_learning_rate, "seed": args.seed,
               "limit": args.limit, "eval_limit": args.eval_limit}
-    metrics = train(config, args.run_dir, verbose=0 if args.quiet else 1)
+    verbose = 0 if args.quiet else 1
+    if args.horovod:
+        from lmn_tf.distributed import fit  # the only path that imports Horovod
+
+        metrics = fit.train(config, args.run_dir, verbose=verbose)
+        if metrics is None:  # ranks other than 0: rank 0 reports
+            return 0
+    else:
+        metrics = train(config, args.run_dir, verbose=verbose)
     print(f"AUC {metrics['auc']:.4f}  LogLoss {metrics['logloss']:.4f}  (n={metrics['n']})")
     print(json.dumps({"run_dir": args.run_dir, **metrics}))
     return 0

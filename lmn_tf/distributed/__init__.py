@@ -1,6 +1,11 @@
 """Horovod: the memory's value rows sharded over workers, data-parallel training around them.
 
-The only package that imports Horovod. ``values.AlltoallValues`` plugs into
+The only package that imports Horovod. From the command line::
+
+    horovodrun -np 2 -H localhost:2 --gloo lmn-tf train --horovod --model lmn --run-dir RUN
+
+(``fit``: shard checkpoints for resume, a consolidated model that ``lmn-tf evaluate`` and
+``lmn-tf export`` read unchanged.) From Python, ``values.AlltoallValues`` plugs into
 ``LMNLayer(value_store=...)``; ``training`` wraps the TFRS step's tape, broadcasts initial
 weights and shards the data; ``checkpoint`` saves every rank's shard and consolidates shards
 into one table for export. Recipe, run under

@@ -1,0 +1,116 @@
+"""`lmn-tf train --horovod`: the training run of ``lmn_tf.train``, data-parallel under
+``horovodrun -np N -H localhost:N --gloo lmn-tf train --horovod ...``.
+
+Same run directory as a single-worker run, plus the shards:
+
+    RUN/config.json    written by rank 0 ("world_size": N)
+    RUN/shards/        every rank's checkpoint (its value shard + optimizer state): resume
+    RUN/checkpoints/   the consolidated single-worker model, one per epoch, written by rank 0
+                       from the gathered shards: `lmn-tf evaluate`, `lmn-tf export` and
+                       `load_run` read it unchanged
+    RUN/metrics.json   rank 0's evaluation of the consolidated model on the whole eval split
+
+Step k's global batch is the single-worker run's batch k with the same seed (each rank
+takes every N-th example of it), so N workers and one worker train the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+
+import horovod.tensorflow as hvd
+import tensorflow as tf
+
+from lmn_tf import data as lmn_data
+from lmn_tf import train as single
+from lmn_tf.data import schema
+from lmn_tf.distributed import checkpoint, training
+from lmn_tf.memory.values import LocalValues
+from lmn_tf.models import build_model
+from lmn_tf.models.testing import zero_features
+
+
+class _EpochCheckpoints(tf.keras.callbacks.Callback):
+    """Every rank saves its shard; the shards are gathered and rank 0 saves the whole model."""
+
+    def __init__(self, run: pathlib.Path, twin: tf.keras.Model, manager, epoch: tf.Variable):
+        super().__init__()
+        self.run, self.twin, self.manager, self.epoch = run, twin, manager, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.assign(epoch + 1)
+        checkpoint.save(str(self.run / "shards"), self.model, self.model.optimizer)  # all ranks
+        if training.is_chief():  # the epoch to resume from: one writer
+            (self.run / "shards" / "epoch").write_text(str(epoch + 1))
+        checkpoint.copy_weights(self.model, self.twin)  # allgather of the shards: all ranks
+        checkpoint.run_on_chief(self.manager.save, checkpoint_number=epoch + 1)
+
+
+def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict | None:
+    """Data-parallel ``lmn_tf.train.train`` (same ``config``); returns rank 0's metrics.
+
+    Raises:
+        ValueError: if ``batch_size`` is not a multiple of the number of ranks.
+    """
+    training.init()
+    size, rank = hvd.size(), hvd.rank()
+    config = {**single.DEFAULTS, "hparams": {}, **config, "world_size": size}
+    if config["batch_size"] % size:
+        raise ValueError(f"batch_size must be a multiple of the {size} ranks. "
+                         f"Received: batch_size={config['batch_size']}")
+    run = pathlib.Path(run_dir)
+
+    def load():
+        return single.load_data(config["dataset"], config.get("limit"), config.get("eval_limit"),
+                                progress=verbose > 0 and rank == 0)
+
+    data = checkpoint.run_on_chief(load)  # rank 0 builds the data cache; the others read it
+    train_arrays, eval_arrays, vocab = data if rank == 0 else load()
+    config["vocab"] = dataclasses.asdict(vocab)
+    config["num_train"] = len(train_arrays[schema.LABEL])
+    config["num_eval"] = len(eval_arrays[schema.LABEL])
+    if training.is_chief():  # one writer for the run's metadata
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    checkpoint.barrier()
+
+    tf.keras.utils.set_random_seed(config["seed"])  # same shuffle order on every rank
+    model = build_model(config["model"], config["vocab"], value_store=training.value_store(),
+                        **config["hparams"])
+    model(zero_features(1), training=False)  # shards exist before anything is broadcast
+    model.compile(optimizer=single.make_optimizer(
+        model, config["learning_rate"], config["values_learning_rate"]))
+    training.distribute(model)  # Horovod tape: dense gradients averaged, shards kept local
+    twin = build_model(config["model"], config["vocab"], value_store=LocalValues(),
+                       **config["hparams"])
+    twin(zero_features(1), training=False)
+    ckpt = single.run_checkpoint(twin)
+    manager = tf.train.CheckpointManager(ckpt, str(run / "checkpoints"), max_to_keep=2)
+
+    initial_epoch = 0
+    if (run / "shards" / checkpoint.WORLD_FILE).exists():  # resume: every rank its own shard
+        checkpoint.restore(str(run / "shards"), model, model.optimizer)
+        initial_epoch = int((run / "shards" / "epoch").read_text())
+
+    global_batches = lmn_data.make_dataset(train_arrays, config["batch_size"], shuffle=True,
+                                           seed=config["seed"], drop_remainder=True)
+    mine = global_batches.map(lambda b: {k: v[rank::size] for k, v in b.items()})  # my share
+    start = time.time()
+    model.fit(mine, epochs=config["epochs"], initial_epoch=initial_epoch,
+              verbose=training.fit_verbose(verbose),
+              callbacks=[*training.callbacks(chief_only=[
+                  tf.keras.callbacks.TensorBoard(str(run / "logs"), update_freq=50)]),
+                         _EpochCheckpoints(run, twin, manager, ckpt.epoch)])
+    metrics = {"train_seconds": time.time() - start, "world_size": size,
+               "initial_epoch": initial_epoch}
+    checkpoint.copy_weights(model, twin)  # all ranks: the consolidated model for evaluation
+
+    def evaluate():
+        metrics.update(single.evaluate_arrays(twin, eval_arrays, config["batch_size"], verbose))
+        (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    return checkpoint.run_on_chief(evaluate)  # the consolidated model needs no other rank
