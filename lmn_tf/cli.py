@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=help_, add_help=False)
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints usage / the error and exits
-    module = importlib.import_module(COMMANDS[argv[0]][0])
+    name = COMMANDS[argv[0]][0]
+    if argv[0] == "train" and "--horovod" in argv:
+        name = "lmn_tf.distributed.fit"  # the one path that imports Horovod
+    module = importlib.import_module(name)
     command = argparse.ArgumentParser(prog=f"lmn-tf {argv[0]}", description=module.__doc__)
     module.add_arguments(command)
     return int(module.run(command.parse_args(argv[1:])) or 0)

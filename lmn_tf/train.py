@@ -224,21 +224,22 @@ def hparams_from_args(args: argparse.Namespace) -> dict:
     return hparams
 
 
-def run(args: argparse.Namespace) -> int:
-    config = {"model": args.model, "dataset": args.dataset, "hparams": hparams_from_args(args),
-              "epochs": args.epochs, "batch_size": args.batch_size,
-              "learning_rate": args.learning_rate,
-              "values_learning_rate": args.values_learning_rate, "seed": args.seed,
-              "limit": args.limit, "eval_limit": args.eval_limit}
-    verbose = 0 if args.quiet else 1
-    if args.horovod:
-        from lmn_tf.distributed import fit  # the only path that imports Horovod
+def config_from_args(args: argparse.Namespace) -> dict:
+    """The ``train`` config of parsed ``lmn-tf train`` arguments."""
+    return {"model": args.model, "dataset": args.dataset, "hparams": hparams_from_args(args),
+            "epochs": args.epochs, "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "values_learning_rate": args.values_learning_rate, "seed": args.seed,
+            "limit": args.limit, "eval_limit": args.eval_limit}
 
-        metrics = fit.train(config, args.run_dir, verbose=verbose)
-        if metrics is None:  # ranks other than 0: rank 0 reports
-            return 0
-    else:
-        metrics = train(config, args.run_dir, verbose=verbose)
+
+def report(args: argparse.Namespace, metrics: dict) -> None:
     print(f"AUC {metrics['auc']:.4f}  LogLoss {metrics['logloss']:.4f}  (n={metrics['n']})")
     print(json.dumps({"run_dir": args.run_dir, **metrics}))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.horovod:  # lmn_tf.cli sends `train --horovod` to lmn_tf.distributed.fit
+        raise SystemExit("--horovod: use `lmn-tf train --horovod` (lmn_tf.distributed.fit.run)")
+    report(args, train(config_from_args(args), args.run_dir, verbose=0 if args.quiet else 1))
     return 0

@@ -16,6 +16,7 @@ takes every N-th example of it), so N workers and one worker train the same mode
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import pathlib
@@ -114,3 +115,14 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
         return metrics
 
     return checkpoint.run_on_chief(evaluate)  # the consolidated model needs no other rank
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    single.add_arguments(parser)  # the same flags as `lmn-tf train`
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = train(single.config_from_args(args), args.run_dir, verbose=0 if args.quiet else 1)
+    if metrics is not None:  # rank 0 reports; the other ranks have nothing to add
+        single.report(args, metrics)
+    return 0
