@@ -63,6 +63,9 @@ class LMNLayer(tf.keras.layers.Layer):
       scoring: ``"two_stage"`` (exact, O(√n + K²) per query) or ``"broadcast"`` (the
         paper's eq. 9, O(n) per query and B·L·H·n floats of memory).
       value_store: where value rows live; default ``LocalValues()``. One store per layer.
+      query_norm: standardise each row/column query dimension over the batch's unmasked
+        items (PKM's query BatchNorm, without affine, padding left out; moving averages
+        when not training), so queries spread over the keys instead of collapsing.
       kernel_initializer: initializer of the MLP kernels.
       key_initializer: default uniform(±key_dim**-0.5), as in PKM.
       value_initializer: default normal(0, value_dim**-0.5), as in PKM.
@@ -72,7 +75,8 @@ class LMNLayer(tf.keras.layers.Layer):
       items: (B, L, d) behaviour-item embeddings.
       user: (B, d_u) user features.
       mask: optional (B, L) bool, False for padded items.
-      training: unused (accepted for Keras); the memory loss is added in every mode.
+      training: with ``query_norm``, True uses (and updates the moving averages with) the
+        batch's query moments; the memory loss is added in every mode.
       return_slots: also return the (B, L, H, K) int32 slot ids read, -1 for padded items,
         for ``lmn_tf.memory.diagnostics``.
 
@@ -103,8 +107,8 @@ class LMNLayer(tf.keras.layers.Layer):
                  head_hidden_units: Sequence[int] = (), activation: str = "relu",
                  memory_loss_weight: float = 1.0, memory_loss_stop_gradient: str = "none",
                  scoring: str = "two_stage", value_store: ValueStore | None = None,
-                 kernel_initializer="glorot_uniform", key_initializer=None,
-                 value_initializer=None, **kwargs):
+                 query_norm: bool = False, kernel_initializer="glorot_uniform",
+                 key_initializer=None, value_initializer=None, **kwargs):
         super().__init__(**kwargs)
         sizes = {"num_keys": num_keys, "top_k": top_k, "num_heads": num_heads,
                  "key_dim": key_dim, "value_dim": 1 if value_dim is None else value_dim}
@@ -139,6 +143,7 @@ class LMNLayer(tf.keras.layers.Layer):
         self.memory_loss_weight = float(memory_loss_weight)
         self.memory_loss_stop_gradient, self.scoring = memory_loss_stop_gradient, scoring
         self.value_store = value_store
+        self.query_norm = bool(query_norm)
         self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
         self.key_initializer = key_initializer and tf.keras.initializers.get(key_initializer)
         self.value_initializer = value_initializer and tf.keras.initializers.get(
@@ -178,15 +183,38 @@ class LMNLayer(tf.keras.layers.Layer):
                                         initializer=_fresh(key_init))
         self.col_keys = self.add_weight(name="col_keys", shape=(h, m, d_k),
                                         initializer=_fresh(key_init))
+        if self.query_norm:  # moving moments of the row and column queries, per dimension
+            self.query_moments = {  # string keys: Keras tracks (and checkpoints) the dict
+                f"{axis}_{stat}": self.add_weight(name=f"{axis}_query_moving_{stat}",
+                                              shape=(h * d_k,), trainable=False,
+                                              initializer="zeros" if stat == "mean" else "ones")
+                for axis in ("row", "col") for stat in ("mean", "variance")}
         before = {id(w) for w in self._trainable_weights}
         self.value_store.build(self, self.num_slots, d_v, self.value_initializer
                                or tf.keras.initializers.RandomNormal(stddev=d_v**-0.5))
         self._value_variables = [w for w in self._trainable_weights if id(w) not in before]
         super().build(input_shape)
 
-    def _queries(self, mlp: tf.keras.Sequential, m_q: tf.Tensor) -> tf.Tensor:
-        q = mlp(m_q)
+    def _queries(self, mlp: tf.keras.Sequential, m_q: tf.Tensor, axis: str, keep, training
+                 ) -> tf.Tensor:
+        q = mlp(m_q)  # (B, L, H·d_k)
+        if self.query_norm:
+            q = self._normalize(q, axis, keep, training)
         return tf.reshape(q, tf.concat([tf.shape(q)[:2], [self.num_heads, self.key_dim]], 0))
+
+    def _normalize(self, q, axis, keep, training, momentum=0.99, epsilon=1e-3):
+        mean, variance = (self.query_moments[f"{axis}_{s}"] for s in ("mean", "variance"))
+        q32 = tf.cast(q, tf.float32)  # moments in float32, also under mixed precision
+        if training:
+            w = tf.ones_like(q32[..., :1]) if keep is None else tf.cast(keep, tf.float32)[..., None]
+            count = tf.maximum(tf.reduce_sum(w), 1.0)
+            m = tf.reduce_sum(w * q32, (0, 1)) / count  # (H·d_k,) over unmasked items only
+            v = tf.reduce_sum(w * tf.square(q32 - m), (0, 1)) / count
+            mean.assign(momentum * mean + (1 - momentum) * tf.stop_gradient(m))
+            variance.assign(momentum * variance + (1 - momentum) * tf.stop_gradient(v))
+        else:
+            m, v = tf.convert_to_tensor(mean), tf.convert_to_tensor(variance)
+        return tf.cast((q32 - m) * tf.math.rsqrt(v + epsilon), q.dtype)
 
     def _winner_scores(self, q: tf.Tensor, keys: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
         offsets = tf.range(self.num_heads)[:, None] * self.num_keys  # (H, 1): head h's keys
@@ -200,8 +228,9 @@ class LMNLayer(tf.keras.layers.Layer):
         user = tf.broadcast_to(user[:, None, :], tf.concat([tf.shape(items)[:2],
                                                             tf.shape(user)[-1:]], 0))
         m_q = self.query_mlp(tf.concat([items, user], -1))  # (B, L, d_v)
-        q_row = self._queries(self.row_query_mlp, m_q)  # (B, L, H, d_k)
-        q_col = self._queries(self.col_query_mlp, m_q)
+        keep = None if mask is None else tf.cast(mask, tf.bool)
+        q_row = self._queries(self.row_query_mlp, m_q, "row", keep, training)  # (B, L, H, d_k)
+        q_col = self._queries(self.col_query_mlp, m_q, "col", keep, training)
         # Select in float32 (fewer spurious ties under mixed precision) and without gradient,
         # then score the K winners again from their keys: same values, but the backward pass
         # costs O(K·d_k) per query instead of O(√n·d_k).
@@ -215,7 +244,6 @@ class LMNLayer(tf.keras.layers.Layer):
         # float32 whatever the table dtype (e.g. a float16 serving table).
         values = tf.cast(self.value_store.lookup(slots), tf.float32)  # (B, L, H, K, d_v)
         m_o = tf.einsum("blhk,blhkd->bld", weights, values)
-        keep = None if mask is None else tf.cast(mask, tf.bool)
         if keep is not None:  # where, not multiply: garbage (even NaN) in padding stays out
             m_o = tf.where(keep[..., None], m_o, 0.0)
             slots = tf.where(keep[..., None, None], slots, -1)
@@ -274,6 +302,7 @@ class LMNLayer(tf.keras.layers.Layer):
             "memory_loss_stop_gradient": self.memory_loss_stop_gradient,
             "scoring": self.scoring,
             "value_store": tf.keras.utils.serialize_keras_object(self.value_store),
+            "query_norm": self.query_norm,
             "kernel_initializer": ser(self.kernel_initializer),
             "key_initializer": self.key_initializer and ser(self.key_initializer),
             "value_initializer": self.value_initializer and ser(self.value_initializer),

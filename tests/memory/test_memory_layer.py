@@ -77,7 +77,7 @@ def test_config_round_trip():
     layer = _layer(value_dim=7, query_hidden_units=(8,), head_hidden_units=(5, 6),
                    activation="tanh", memory_loss_weight=0.25,
                    memory_loss_stop_gradient="query", scoring="broadcast",
-                   key_initializer="zeros", value_initializer="ones")
+                   key_initializer="zeros", value_initializer="ones", query_norm=True)
     config = layer.get_config()
     clone = LMNLayer.from_config(config)
     assert clone.get_config() == config
@@ -183,6 +183,32 @@ def test_padded_items_change_nothing():
     assert np.all(slots.numpy()[~mask.numpy()] == -1)
     grad = tape.gradient(target, garbage).numpy()
     assert not np.any(grad[~mask.numpy()]) and np.any(grad[mask.numpy()])
+
+
+def test_query_norm_uses_unmasked_moments_and_moving_averages_at_inference(tmp_path):
+    items, user, mask = _inputs(seed=3)
+    layer = _layer(query_norm=True)
+    garbage = tf.where(mask[..., None], items, 1e6)
+    out = layer(garbage, user, mask=mask, training=True)
+    np.testing.assert_allclose(out.numpy(), layer(items, user, mask=mask, training=True).numpy(),
+                               atol=1e-6)  # padding never enters the batch moments
+    # Hand-computed moments of the unmasked row queries: what the moving mean moved toward.
+    m_q = layer.query_mlp(tf.concat([items, tf.repeat(user[:, None], 4, 1)], -1))
+    q = layer.row_query_mlp(m_q).numpy()[mask.numpy()]  # (unmasked items, H·d_k)
+    moving = layer.query_moments["row_mean"].numpy()
+    np.testing.assert_allclose(moving, q.mean(0) * (1 - 0.99**2), rtol=1e-4, atol=1e-6)
+    before = [v.numpy() for v in layer.query_moments.values()]
+    first = layer(items, user, mask=mask, training=False)
+    second = layer(items, user, mask=mask, training=False)
+    np.testing.assert_array_equal(first.numpy(), second.numpy())
+    for b, v in zip(before, layer.query_moments.values(), strict=True):
+        np.testing.assert_array_equal(b, v.numpy())  # inference does not update them
+    assert len(layer.non_trainable_weights) == 4  # row/col moving mean and variance
+    path = tf.train.Checkpoint(layer=layer).write(str(tmp_path / "ckpt"))  # they checkpoint
+    clone = _layer(query_norm=True)
+    clone(items, user, mask=mask, training=True)  # moves its own moments
+    tf.train.Checkpoint(layer=clone).read(path).assert_consumed()
+    np.testing.assert_array_equal(clone(items, user, mask=mask).numpy(), first.numpy())
 
 
 def test_memory_loss_stop_gradient_sides():
