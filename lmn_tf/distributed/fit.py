@@ -59,9 +59,7 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
     training.init()
     size, rank = hvd.size(), hvd.rank()
     config = {**single.DEFAULTS, "hparams": {}, **config, "world_size": size}
-    if config["batch_size"] % size:
-        raise ValueError(f"batch_size must be a multiple of the {size} ranks. "
-                         f"Received: batch_size={config['batch_size']}")
+    training.check_global_batch_size(config["batch_size"])  # before loading any data
     run = pathlib.Path(run_dir)
 
     def load():
@@ -98,7 +96,7 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
 
     global_batches = lmn_data.make_dataset(train_arrays, config["batch_size"], shuffle=True,
                                            seed=config["seed"], drop_remainder=True)
-    mine = global_batches.map(lambda b: {k: v[rank::size] for k, v in b.items()})  # my share
+    mine = training.shard_batches(global_batches, config["batch_size"])  # my rows of each
     start = time.time()
     model.fit(mine, epochs=config["epochs"], initial_epoch=initial_epoch,
               verbose=training.fit_verbose(verbose),

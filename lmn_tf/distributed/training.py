@@ -61,6 +61,33 @@ def is_shard(variable: tf.Variable) -> bool:
     return shard_store(variable) is not None
 
 
+def check_global_batch_size(global_batch_size: int) -> int:
+    """The per-rank batch size ``G / N``.
+
+    Raises:
+        ValueError: if ``global_batch_size`` is not a multiple of the number of ranks.
+    """
+    if global_batch_size % hvd.size():
+        raise ValueError(f"global_batch_size must be a multiple of {hvd.size()} ranks. "
+                         f"Received: global_batch_size={global_batch_size}")
+    return global_batch_size // hvd.size()
+
+
+def shard_batches(global_batches: tf.data.Dataset, global_batch_size: int) -> tf.data.Dataset:
+    """Rank r's rows ``r, r + N, ...`` of each global batch (a dict or a tensor per element).
+
+    ``global_batches`` must be batched by ``global_batch_size`` with ``drop_remainder=True``
+    and ordered identically on every rank (shuffle with a seed): then every rank runs the
+    same number of steps, and step k's union over ranks is the single worker's batch k.
+
+    Raises:
+        ValueError: if ``global_batch_size`` is not a multiple of the number of ranks.
+    """
+    check_global_batch_size(global_batch_size)
+    rank, size = hvd.rank(), hvd.size()
+    return global_batches.map(lambda batch: tf.nest.map_structure(lambda t: t[rank::size], batch))
+
+
 def shard_dataset(dataset: tf.data.Dataset, global_batch_size: int) -> tf.data.Dataset:
     """Rank r's elements ``r, r + N, ...`` batched by ``global_batch_size / N``.
 
@@ -71,13 +98,10 @@ def shard_dataset(dataset: tf.data.Dataset, global_batch_size: int) -> tf.data.D
     Raises:
         ValueError: if ``global_batch_size`` is not a multiple of the number of ranks.
     """
-    if global_batch_size % hvd.size():
-        raise ValueError(f"global_batch_size must be a multiple of {hvd.size()} ranks. "
-                         f"Received: global_batch_size={global_batch_size}")
-    # drop_remainder: every rank must run the same number of steps, or the ranks still
-    # training wait forever in a collective that a finished rank never joins.
-    return (dataset.shard(hvd.size(), hvd.rank())
-            .batch(global_batch_size // hvd.size(), drop_remainder=True))
+    # Batch globally, then split: every rank gets floor(n / G) steps. (Sharding first could
+    # leave one rank a step more, which then waits forever in a collective.)
+    return shard_batches(dataset.batch(global_batch_size, drop_remainder=True),
+                         global_batch_size)
 
 
 def distributed_tape(tape: tf.GradientTape, model: tf.keras.Model) -> tf.GradientTape:
