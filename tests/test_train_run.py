@@ -1,12 +1,13 @@
 """`lmn-tf train / evaluate / experiment` on tiny slices, and run-directory round trips."""
 
+import argparse
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from lmn_tf import cli, train
+from lmn_tf import cli, experiment, train
 from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
 from lmn_tf.evaluation import predict
@@ -74,3 +75,15 @@ def test_experiment_writes_tables(tmp_path, capsys):
     assert pooling["auc"] == pytest.approx(expected)
     md = (tmp_path / "results" / "table1_ml100k.md").read_text()
     assert "| pooling |" in md and "Wall time" in md
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["table1"], {"seeds": 3, "limit": 300_000}),
+    (["table2"], {"seeds": 2, "limit": 150_000, "eval_limit": 50_000}),
+    (["table2", "--seeds", "5", "--limit", "0"], {"seeds": 5, "limit": 0}),
+])
+def test_experiment_defaults_per_table(argv, expected):
+    parser = argparse.ArgumentParser()
+    experiment.add_arguments(parser)
+    settings = experiment.settings_of(parser.parse_args(argv))
+    assert {k: settings[k] for k in expected} == expected
