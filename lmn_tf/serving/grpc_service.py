@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from concurrent import futures
 
 import grpc
@@ -77,18 +78,46 @@ def as_proto_field(value: np.ndarray) -> tensor_pb2.TensorProto:
     return proto
 
 
+def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: int) -> np.ndarray:
+    """``tf.make_ndarray`` for an untrusted request tensor (Tensor::FromProto's checks).
+
+    A TensorProto repeats its last value up to the shape's size, so a few bytes can ask for
+    terabytes: tensors whose decoded size exceeds ``max_bytes`` (the message cap) are refused
+    with RESOURCE_EXHAUSTED before anything is allocated. Unknown, reference, resource and
+    variant dtypes, unknown ranks and negative dimensions are INVALID_ARGUMENT.
+    """
+    try:
+        dtype = tf.dtypes.as_dtype(proto.dtype)
+    except TypeError:
+        raise invalid_argument(f"Cannot parse input tensor: unknown dtype {proto.dtype}") from None
+    if dtype._is_ref_dtype or dtype in (tf.resource, tf.variant):
+        raise invalid_argument(f"Cannot parse input tensor: dtype {dtype.name} is not a value")
+    if proto.tensor_shape.unknown_rank:
+        raise invalid_argument("Cannot parse input tensor: shape has unknown rank")
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid_argument(f"Cannot parse input tensor: negative dimension in {dims}")
+    size = math.prod(dims) * max(dtype.size, 8 if dtype == tf.string else 1)
+    if size > max_bytes:
+        raise ServingError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"Input tensor of shape {dims} ({size} bytes) exceeds the limit of {max_bytes} bytes",
+        )
+    try:
+        return tf.make_ndarray(proto)
+    except (TypeError, ValueError, KeyError) as e:
+        raise invalid_argument(f"Cannot parse input tensor: {e}") from None
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: ServerCore):
-        self.core = core
+    def __init__(self, core: ServerCore, max_tensor_bytes: int = 64 << 20):
+        self.core, self.max_tensor_bytes = core, max_tensor_bytes
 
     @_rpc
     def Predict(self, request, context):  # noqa: N802 - the generated servicer's name
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        try:
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        except (TypeError, ValueError) as e:
-            raise invalid_argument(f"Cannot parse input tensor: {e}") from None
+        inputs = {k: to_ndarray(v, self.max_tensor_bytes) for k, v in request.inputs.items()}
         spec, outputs = protocol.predict(
             self.core, request.model_spec, inputs, list(request.output_filter)
         )
@@ -124,7 +153,7 @@ def make_server(
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(core), server
+        PredictionService(core, max_message_bytes), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
     port = server.add_insecure_port(address)

@@ -110,7 +110,12 @@ class ModelVersions:
             servable = self._loader(name, version, path)
         except Exception as e:
             self._failures[version] = self._failures.get(version, 0) + 1
-            code = e.code.name if isinstance(e, ServingError) else "UNKNOWN"
+            if isinstance(e, ServingError):
+                code = e.code.name
+            elif isinstance(getattr(e, "error_code", None), int):  # tf.errors.OpError
+                code = ServingError.from_int(e.error_code, "").code.name
+            else:
+                code = "UNKNOWN"
             message = f"Loading servable version {{name: {name} version: {version}}} failed: {e}"
             self._states[version] = VersionState("END", code, message)
             log.error("%s (attempt %d)", message, self._failures[version])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import grpc
 import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
@@ -18,7 +19,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
-from lmn_tf.serving.errors import invalid_argument
+from lmn_tf.serving.errors import ServingError, invalid_argument
 from lmn_tf.serving.manager import ServerCore
 from lmn_tf.serving.servable import DEFAULT_SIGNATURE
 
@@ -55,6 +56,27 @@ def signature_inputs(core: ServerCore, spec: model_pb2.ModelSpec) -> dict:
                 "not found in signature def"
             )
         return dict(sig.inputs)
+
+
+def refuse_classify_regress(core: ServerCore, spec: model_pb2.ModelSpec, api: str) -> None:
+    """Classify / Regress are not served: the error TF-Serving gives for them.
+
+    On a signature of another method (the usual predict export) that is TF-Serving's own
+    INVALID_ARGUMENT (classifier.cc / regressor.cc); on a real classify or regress signature
+    this server has to answer UNIMPLEMENTED.
+    """
+    method = f"tensorflow/serving/{api}"
+    with core.servable(spec.name, *_version(spec)) as servable:
+        name = spec.signature_name or DEFAULT_SIGNATURE
+        sig = servable.signature_defs.get(name)
+        if sig is None:
+            raise invalid_argument(f'No signature was found with name "{name}"')
+        if sig.method_name != method:
+            what = "classification" if api == "classify" else "regression"
+            raise invalid_argument(
+                f"Expected {what} signature method_name to be {method}. Was: {sig.method_name}"
+            )
+    raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{api} is not served here; use predict")
 
 
 def model_metadata(

@@ -2,8 +2,11 @@
 
 URLs, JSON bodies, error bodies ``{"error": "..."}`` and status codes follow
 ``http_rest_api_handler.cc`` / ``http_server.cc``. Additions of this server: request
-bodies above ``max_body_bytes`` get 413 (TF-Serving has no such cap), and paths outside
-``/v1/`` get 404 with a JSON error body (TF-Serving's HTTP server answers a bare 404).
+bodies above ``max_body_bytes`` get 413 (TF-Serving has no such cap), paths outside
+``/v1/`` get 404 with a JSON error body (TF-Serving's HTTP server answers a bare 404), and
+requests ``http.server`` itself refuses (bad request line or headers, unknown HTTP
+version) get a JSON 4xx instead of its HTML page. Any method other than GET and POST is a
+"Malformed request" (400), as in TF-Serving.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import http.server
 import logging
 import re
+import socket
 import threading
+import time
 import urllib.parse
 
-import grpc
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
 from lmn_tf.serving import protocol, rest_json
@@ -29,6 +33,7 @@ _PREDICT = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
     re.IGNORECASE,
 )
+_CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,15})(;[^\r\n]*)?\r?\n")  # hex size, extensions
 _STATUS = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE,
@@ -60,6 +65,19 @@ class RestServer(http.server.ThreadingHTTPServer):
             if self._inflight == 0:
                 self._idle.notify_all()
 
+    def shutdown_request(self, request: socket.socket) -> None:
+        # Lingering close: read (briefly) what the client is still sending. Closing a socket
+        # with unread input resets the connection, and the client may lose our answer.
+        deadline = time.monotonic() + 2.0
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.5)
+            while time.monotonic() < deadline and request.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+        self.close_request(request)
+
     def drain(self, timeout: float | None = None) -> bool:
         """Stops accepting, then waits for requests being processed to finish."""
         self.draining = True
@@ -85,11 +103,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
-    def do_PUT(self):
-        self._dispatch("PUT")
+    def __getattr__(self, name: str):
+        # http.server looks up do_<METHOD> and answers a 501 HTML page if there is none;
+        # TF-Serving answers every other method with a JSON 400 "Malformed request"
+        if name.startswith("do_"):
+            return lambda: self._dispatch(self.command)
+        raise AttributeError(name)
 
-    def do_DELETE(self):
-        self._dispatch("DELETE")
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # no status line, no headers: not served
+            self.send_error(400, "HTTP/0.9 requests are not supported")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        """http.server's own refusals, as JSON; its 5xx (505 bad HTTP version) become 400."""
+        code = 400 if code >= 500 else code
+        if self.request_version == "HTTP/0.9":  # also the default of an unparsed request line
+            self.request_version = "HTTP/1.1"  # so that a status line is written
+        body = rest_json.dumps({"error": message or explain or f"HTTP error {code}"})
+        self.close_connection = True  # the request was not understood: nothing to keep
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _dispatch(self, method: str) -> None:
         self.server.track(+1)
@@ -109,20 +151,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self.wfile.write(body)
+        if method != "HEAD":
+            self.wfile.write(body)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise ServingError(
-                grpc.StatusCode.UNIMPLEMENTED,
-                "Chunked request bodies are not supported; send Content-Length",
-            )
+            return self._read_chunked()
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
-            self.close_connection = True
-            raise invalid_argument("Invalid Content-Length") from None
+            length = -1
+        if length < 0:
+            self.close_connection = True  # where the body ends is unknown
+            raise invalid_argument("Invalid Content-Length")
         if length > self.server.max_body_bytes:
             self.close_connection = True
             if length <= self.server.max_body_bytes + _DISCARD_BYTES:
@@ -133,6 +174,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     remaining -= len(chunk)
             raise _TooLargeError(length, self.server.max_body_bytes)
         return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes:
+        """A chunked body (RFC 9112 section 7.1; libevent, under TF-Serving, accepts them)."""
+        keep_alive, self.close_connection = not self.close_connection, True  # until it ends well
+        body = bytearray()
+        while True:
+            size = _CHUNK_SIZE.fullmatch(self.rfile.readline(1024))
+            if size is None:
+                raise invalid_argument("Invalid chunk size line in chunked request body")
+            size = int(size.group(1), 16)
+            if size == 0:
+                break
+            if len(body) + size > self.server.max_body_bytes:
+                raise _TooLargeError(len(body) + size, self.server.max_body_bytes)
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise invalid_argument("Truncated chunk in chunked request body")
+            body += chunk
+        for _ in range(100):  # trailer fields, ignored, up to the empty line
+            if self.rfile.readline(1 << 16) in (b"\r\n", b"\n", b""):
+                self.close_connection = not keep_alive
+                return bytes(body)
+        raise invalid_argument("Too many trailer fields in chunked request body")
 
     def _handle(self, method: str) -> tuple[int, bytes]:
         try:
@@ -164,10 +228,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             spec.version.value = int(version)
         if method == "POST":
             if match.group(4).lower() != "predict":
-                raise ServingError(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    f"{match.group(4)} is not served here; use predict",
-                )
+                spec.signature_name = rest_json.parse_body(body).get("signature_name", "")
+                protocol.refuse_classify_regress(self.server.core, spec, match.group(4).lower())
             return 200, self._predict(spec, body)
         if match.group(4):
             request = get_model_metadata_pb2.GetModelMetadataRequest(

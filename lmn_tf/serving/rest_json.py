@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,12 +26,27 @@ from lmn_tf.serving.errors import invalid_argument
 
 ROW, COLUMNAR = "row", "columnar"
 _MAX_ECHO = 200  # characters of a JSON value quoted in an error message
+# Deeper documents are refused: a tensor has at most 64 dimensions here (numpy's limit), and
+# the converters below recurse once per level.
+MAX_DEPTH = 100
+_OPEN = np.frombuffer(b"[{", np.uint8)
+_CLOSE = np.frombuffer(b"]}", np.uint8)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def parse_body(body: bytes) -> dict:
-    """The request object, with TF-Serving's parse errors."""
+    """The request object, with TF-Serving's parse errors.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for invalid JSON (including lone UTF-16 surrogate
+            escapes, which rapidjson refuses too), nesting deeper than ``MAX_DEPTH``, or a
+            top level that is not an object.
+    """
     if not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
+    too_deep = invalid_argument(f"JSON Parse error: nesting deeper than {MAX_DEPTH} levels")
+    if _max_depth_bound(body) > MAX_DEPTH and _depth_over(body):
+        raise too_deep
     try:
         doc = json.loads(body)
     except UnicodeDecodeError as e:
@@ -39,6 +55,11 @@ def parse_body(body: bytes) -> dict:
         ) from None
     except json.JSONDecodeError as e:
         raise invalid_argument(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    except RecursionError:  # unreachable after the depth check; kept as the last guard
+        raise too_deep from None
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(doc):
+        # json accepts "\ud800" alone; it cannot become UTF-8 (a proto string, a tensor)
+        raise invalid_argument("JSON Parse error: The surrogate pair in string is invalid.")
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {_echo(doc)} Is not object")
     name = doc.get("signature_name", "")
@@ -48,6 +69,47 @@ def parse_body(body: bytes) -> dict:
             "string value."
         )
     return doc
+
+
+def _max_depth_bound(body: bytes) -> int:
+    """Bracket depth counting brackets inside strings too: an upper bound, vectorised."""
+    raw = np.frombuffer(body, np.uint8)
+    steps = np.isin(raw, _OPEN).astype(np.int32) - np.isin(raw, _CLOSE)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _depth_over(body: bytes) -> bool:
+    """The exact depth (brackets in strings skipped) exceeds MAX_DEPTH."""
+    depth, in_string, escaped = 0, False, False
+    for c in body.decode("utf-8", errors="replace"):
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (c == "\\", c != '"')
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def _has_lone_surrogate(doc: Any) -> bool:
+    stack = [doc]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def request_arrays(doc: dict, tensor_infos: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:

@@ -379,7 +379,7 @@ BAD_REST = [
         400,
         "Failed to get input map",
     ),
-    ("POST", "lmn:classify", b'{"examples": []}', 501, "not served here"),
+    ("POST", "lmn:classify", b'{"examples": []}', 400, "Expected classification signature"),
     ("GET", "lmn/versions/99999999999999999999", None, 400, "Failed to convert version"),
 ]
 
@@ -417,7 +417,11 @@ def test_bad_grpc_requests_get_status_codes(server):
         (dict(features=f, version=9), "NOT_FOUND", "Specific(lmn, 9)"),
         (dict(features=f, signature_name="nope"), "FAILED_PRECONDITION", '"nope" not found'),
         (dict(features=f, label="canary"), "INVALID_ARGUMENT", "Unrecognized"),
-        (dict(features={}, signature_name="__saved_model_init_op"), "INTERNAL", "method_name"),
+        (
+            dict(features={}, signature_name="__saved_model_init_op"),
+            "INVALID_ARGUMENT",
+            "method_name",
+        ),
     ]
     with grpc.insecure_channel(server.grpc) as channel:
         for kwargs, code, message in cases:
