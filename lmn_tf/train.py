@@ -3,9 +3,21 @@
 A run directory holds everything needed to rebuild the model (``load_run``):
 
     RUN/config.json      {"model", "dataset", "vocab", "hparams", "world_size", "seed", ...}
-    RUN/checkpoints/     tf.train.CheckpointManager of Checkpoint(model, optimizer, epoch)
+    RUN/checkpoints/     Checkpoint(model, optimizer, epoch, step) at each epoch's end,
+                         ckpt-<epoch>, the last 2 kept: what load_run, evaluate, export read
+    RUN/checkpoints/mid-epoch/   the same every ``checkpoint_every`` steps, ckpt-<step>,
+                         the last one kept: resume only
     RUN/logs/            TensorBoard (train scalars per 50 steps, eval AUC/LogLoss)
     RUN/metrics.json     the final evaluation
+
+Crash recovery. Rerunning the same command resumes from the most advanced checkpoint of the
+two: model weights and optimizer state (Adam moments, Adagrad accumulators of the memory
+values, iteration counts), then the rest of the interrupted epoch in the same order (see
+`lmn_tf.data.epoch_batches`), so a kill costs at most ``checkpoint_every`` steps and the
+resumed run equals the uninterrupted one. Checkpoints carry a manifest of SHA-256 digests and
+are verified before loading (`lmn_tf.checkpointing`); a damaged one is an error naming the
+file, never loaded. A run directory accepts only its own config (``epochs``, ``eval_limit``
+and ``checkpoint_every`` may change); rerunning a finished run only re-evaluates it.
 
 Example:
     lmn-tf train --model lmn --dataset ml-1m --epochs 1 --run-dir runs/lmn
@@ -16,14 +28,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from lmn_tf import checkpointing, evaluation
 from lmn_tf import data as lmn_data
-from lmn_tf import evaluation
 from lmn_tf.data import schema
 from lmn_tf.models import MODELS, build_model
 from lmn_tf.models.base import RankingModel
@@ -31,7 +44,9 @@ from lmn_tf.models.testing import zero_features
 
 DATASETS = ("ml-1m", "ml-100k", "synthetic")
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,
-            "values_learning_rate": 0.05, "seed": 0}
+            "values_learning_rate": 0.05, "seed": 0, "checkpoint_every": 200}
+# Config keys a run directory lets change between runs: none alters the trained model's math.
+RESUMABLE_CHANGES = ("epochs", "eval_limit", "num_eval", "checkpoint_every")
 
 
 def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = None,
@@ -83,40 +98,172 @@ def build_from_config(config: dict):
 
 
 def run_checkpoint(model, optimizer=None) -> tf.train.Checkpoint:
-    """What a run's ``checkpoints/`` hold: the model, its optimizer and the epoch reached."""
-    parts = {"model": model, "epoch": tf.Variable(0, dtype=tf.int64, name="epoch")}
+    """What a run's checkpoints hold: the model, its optimizer, the epochs completed and the
+    global step (batches trained; equals every optimizer's iteration count)."""
+    parts = {"model": model, "epoch": tf.Variable(0, dtype=tf.int64, name="epoch"),
+             "step": tf.Variable(0, dtype=tf.int64, name="step")}
     if optimizer is not None:
         parts["optimizer"] = optimizer
-    return tf.train.Checkpoint(**parts)
+    ckpt = tf.train.Checkpoint(**parts)
+    ckpt.save_counter  # noqa: B018  created now, so it is saved and restored like the rest
+    return ckpt
 
 
 def load_run(run_dir: str | pathlib.Path):
-    """(model, config) of a run directory, with the latest checkpoint's weights.
+    """(model, config) of a run directory, with the latest epoch checkpoint's weights.
 
     Raises:
         FileNotFoundError: no such run directory, no config.json, or no checkpoint.
+        lmn_tf.checkpointing.CheckpointError: the checkpoint is incomplete or corrupt.
     """
     run = pathlib.Path(run_dir)
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"Not a run directory (no config.json): {run}")
     config = json.loads((run / "config.json").read_text())
-    latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    latest = checkpointing.latest(run / "checkpoints")
     if latest is None:
         raise FileNotFoundError(f"No checkpoint in {run / 'checkpoints'}: train the run first")
     model = build_from_config(config)
     ckpt = run_checkpoint(model)
-    ckpt.restore(latest).expect_partial().assert_existing_objects_matched()
+    checkpointing.restore(ckpt, latest).expect_partial().assert_existing_objects_matched()
     return model, config
 
 
-class _SaveEachEpoch(tf.keras.callbacks.Callback):
-    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable):
+def check_config(run_dir: str | pathlib.Path, config: dict) -> None:
+    """Refuse to train ``config`` into a run directory that holds another config's training.
+
+    Raises:
+        ValueError: ``config.json`` and a checkpoint exist and a key outside
+            ``RESUMABLE_CHANGES`` differs (the message lists the keys).
+    """
+    run = pathlib.Path(run_dir)
+    if not (run / "config.json").is_file() or not (
+            (run / "checkpoints").is_dir() or (run / "shards").is_dir()):
+        return  # nothing trained yet: the new config simply replaces the old
+    old = json.loads((run / "config.json").read_text())
+    new = json.loads(json.dumps(config))  # tuples -> lists, as stored
+    diff = sorted(k for k in {*old, *new} - set(RESUMABLE_CHANGES) if old.get(k) != new.get(k))
+    if diff:
+        changes = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise ValueError(f"{run} holds a run trained with another config ({changes}). Resume it "
+                         "with the same flags, or train into a new --run-dir.")
+
+
+def _sub_optimizers(optimizer) -> list:
+    return list(getattr(optimizer, "optimizers", [optimizer]))  # CompositeOptimizer's parts
+
+
+def resume_point(run: pathlib.Path, steps_per_epoch: int) -> str | None:
+    """The checkpoint to resume from: the end-of-epoch or mid-epoch one with more steps."""
+    candidates = []
+    for directory, steps in ((run / "checkpoints", steps_per_epoch),
+                             (run / "checkpoints" / "mid-epoch", 1)):
+        prefix = checkpointing.latest(directory)
+        if prefix is not None:
+            candidates.append((int(prefix.rsplit("-", 1)[1]) * steps, prefix))
+    return max(candidates)[1] if candidates else None
+
+
+def restore_for_training(ckpt: tf.train.Checkpoint, prefix: str):
+    """Restore model and optimizer from ``prefix``; returns the load status.
+
+    Raises:
+        CheckpointError: damaged files, or the optimizer state is absent or inconsistent
+            (an optimizer's iteration count differs from the checkpoint's step).
+    """
+    status = checkpointing.restore(ckpt, prefix)
+    step = int(ckpt.step.numpy())
+    for optimizer in _sub_optimizers(ckpt.optimizer):
+        iterations = int(optimizer.iterations.numpy())  # created now: restored on creation
+        if iterations != step:
+            raise checkpointing.CheckpointError(
+                f"{prefix}: optimizer {type(optimizer).__name__} restored at iteration "
+                f"{iterations}, but the checkpoint is at step {step}: its optimizer state is "
+                "missing or stale")
+    return status
+
+
+class _CheckRestored(tf.keras.callbacks.Callback):
+    """After the first resumed step (when the optimizer slots exist): every value of the
+    checkpoint was restored, and every slot came from it rather than being re-initialised."""
+
+    def __init__(self, status, prefix: str):
         super().__init__()
-        self.manager, self.epoch = manager, epoch
+        self.status, self.prefix = status, prefix
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.status is not None:
+            try:
+                self.status.assert_consumed()
+            except AssertionError as e:
+                raise checkpointing.CheckpointError(
+                    f"{self.prefix}: does not match the model and optimizer ({e})") from e
+            self.status = None
+
+
+class _SaveProgress(tf.keras.callbacks.Callback):
+    """Counts steps; saves every ``every`` steps (mid-epoch) and at each epoch's end."""
+
+    def __init__(self, ckpt, steps_per_epoch: int, every: int, epochs: checkpointing.Manager,
+                 mid_epoch: checkpointing.Manager):
+        super().__init__()
+        self.ckpt, self.steps_per_epoch, self.every = ckpt, steps_per_epoch, every
+        self.epochs, self.mid_epoch = epochs, mid_epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.ckpt.step.assign_add(1).numpy())
+        if self.every and step % self.every == 0 and step % self.steps_per_epoch:
+            self.mid_epoch.save(step)  # an epoch's last step is saved by on_epoch_end
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        self.ckpt.epoch.assign(epoch + 1)
+        self.epochs.save(epoch + 1)
+
+
+def fit_resumable(model, ckpt, run: pathlib.Path, train_arrays: dict, config: dict,
+                  callbacks: list, verbose: int = 1, drop_remainder: bool = False) -> int:
+    """``model.fit`` for ``config["epochs"]`` from the run's latest checkpoint, if any.
+
+    Returns:
+        The global step it started from (0 for a fresh run).
+    """
+    n, batch_size, epochs = len(train_arrays[schema.LABEL]), config["batch_size"], config["epochs"]
+    steps_per_epoch = n // batch_size if drop_remainder else math.ceil(n / batch_size)
+    epoch_manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=2)
+    mid_manager = checkpointing.Manager(ckpt, run / "checkpoints" / "mid-epoch", max_to_keep=1)
+    prefix, status = resume_point(run, steps_per_epoch), None
+    if prefix is not None:
+        model(zero_features(1), training=False)
+        status = restore_for_training(ckpt, prefix)
+    start = int(ckpt.step.numpy())
+    epoch, skip = divmod(start, steps_per_epoch)
+    if epoch > epochs or (epoch == epochs and skip):
+        raise ValueError(f"{prefix} is at epoch {epoch} step {skip}, past --epochs {epochs}. "
+                         f"Received: epochs={epochs}")
+    if status is not None and epoch == epochs:
+        status.expect_partial()  # no step will create the optimizer's slots: nothing to check
+    if prefix is not None and verbose:
+        print(f"Resuming {run} from {prefix}: epoch {epoch + 1}, step {skip} of "
+              f"{steps_per_epoch}" if epoch < epochs else
+              f"{run} is complete ({epochs} epochs in {prefix}): evaluating only")
+    callbacks = [_CheckRestored(status, prefix), *callbacks, _SaveProgress(
+        ckpt, steps_per_epoch, config.get("checkpoint_every") or 0, epoch_manager, mid_manager)]
+
+    def batches(first: int, last: int, skip: int = 0):
+        return lmn_data.epoch_batches(train_arrays, batch_size, config["seed"],
+                                      range(first, last), skip, drop_remainder)
+
+    # Always give fit the step count: past the end of a dataset of unknown length, fit runs
+    # one more step that stops at the missing batch, yet ops without a data dependency still
+    # run (measured: legacy Adam's sparse `m *= beta_1` decayed the embedding slots once more).
+    if skip:  # the interrupted epoch's remaining batches, then the whole epochs
+        model.fit(batches(epoch, epoch + 1, skip), initial_epoch=epoch, epochs=epoch + 1,
+                  steps_per_epoch=steps_per_epoch - skip, verbose=verbose, callbacks=callbacks)
+        epoch += 1
+    if epoch < epochs:
+        model.fit(batches(epoch, epochs), initial_epoch=epoch, epochs=epochs,
+                  steps_per_epoch=steps_per_epoch, verbose=verbose, callbacks=callbacks)
+    return start
 
 
 def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1,
@@ -124,9 +271,14 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
     """Trains ``config["model"]`` into ``run_dir`` and returns the eval metrics.
 
     ``config`` needs "model" and "dataset" and may set "hparams", "epochs", "batch_size",
-    "learning_rate", "values_learning_rate", "seed", "limit", "eval_limit". ``data`` may
-    pass preloaded ``(train, eval, vocab)`` arrays. An existing checkpoint in ``run_dir``
-    is resumed from its epoch. Extra Keras ``callbacks`` (e.g. Horovod's) are appended.
+    "learning_rate", "values_learning_rate", "seed", "limit", "eval_limit",
+    "checkpoint_every" (steps between mid-epoch checkpoints; 0: epoch ends only). ``data``
+    may pass preloaded ``(train, eval, vocab)`` arrays. A run directory's checkpoint is
+    resumed (see the module docstring). Extra Keras ``callbacks`` are appended.
+
+    Raises:
+        ValueError: an unknown model, or ``run_dir`` holds another config's run.
+        lmn_tf.checkpointing.CheckpointError: the checkpoint to resume from is damaged.
     """
     config = {**DEFAULTS, "hparams": {}, "world_size": 1, **config}
     if config["model"] not in MODELS:
@@ -137,29 +289,24 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
     config["vocab"] = dataclasses.asdict(vocab) if dataclasses.is_dataclass(vocab) else vocab
     config["num_train"], config["num_eval"] = len(train_arrays[schema.LABEL]), len(
         eval_arrays[schema.LABEL])
+    check_config(run, config)
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    checkpointing.atomic_write(run / "config.json",
+                               json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     tf.keras.utils.set_random_seed(config["seed"])
     model = build_model(config["model"], config["vocab"], **config["hparams"])
     optimizer = make_optimizer(model, config["learning_rate"], config["values_learning_rate"])
     model.compile(optimizer=optimizer)
     ckpt = run_checkpoint(model, optimizer)
-    manager = tf.train.CheckpointManager(ckpt, str(run / "checkpoints"), max_to_keep=2)
-    if manager.latest_checkpoint:
-        model(zero_features(1), training=False)
-        ckpt.restore(manager.latest_checkpoint)
-    ds = lmn_data.make_dataset(train_arrays, config["batch_size"], shuffle=True,
-                               seed=config["seed"])
     start = time.time()
-    model.fit(ds, epochs=config["epochs"], initial_epoch=int(ckpt.epoch.numpy()),
-              verbose=verbose, callbacks=[
-                  tf.keras.callbacks.TensorBoard(str(run / "logs"), update_freq=50),
-                  _SaveEachEpoch(manager, ckpt.epoch), *(callbacks or [])])
-    metrics = {"train_seconds": time.time() - start}
+    initial_step = fit_resumable(model, ckpt, run, train_arrays, config, [
+        tf.keras.callbacks.TensorBoard(str(run / "logs"), update_freq=50), *(callbacks or [])],
+        verbose)
+    metrics = {"train_seconds": time.time() - start, "initial_step": initial_step}
     if evaluate:
         metrics.update(evaluate_arrays(model, eval_arrays, config["batch_size"], verbose))
-        (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        checkpointing.atomic_write(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         with tf.summary.create_file_writer(str(run / "logs" / "eval")).as_default():
             for k in ("auc", "logloss"):
                 tf.summary.scalar(k, metrics[k], step=int(ckpt.epoch.numpy()))
@@ -192,6 +339,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=DEFAULTS["values_learning_rate"],
                         help="Adagrad learning rate of the LMN memory values")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"],
+                        metavar="STEPS",
+                        help="also checkpoint every STEPS steps inside an epoch, so a crash "
+                             "loses at most STEPS steps; rerun the same command to resume "
+                             "(0: epoch ends only; --horovod checkpoints at epoch ends)")
     parser.add_argument("--limit", type=int, help="train on the latest N train events only")
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first N eval events")
     group = parser.add_argument_group("LMN memory (ignored by other models)")
@@ -230,7 +382,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
             "epochs": args.epochs, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
             "values_learning_rate": args.values_learning_rate, "seed": args.seed,
-            "limit": args.limit, "eval_limit": args.eval_limit}
+            "limit": args.limit, "eval_limit": args.eval_limit,
+            "checkpoint_every": args.checkpoint_every}
 
 
 def report(args: argparse.Namespace, metrics: dict) -> None:

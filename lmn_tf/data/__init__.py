@@ -5,6 +5,8 @@
 - `synthetic.load(..., seed=0)`: the same, plus ``true_prob``; `synthetic.expected_auc`.
 - `make_dataset(arrays, batch_size, shuffle, seed)`: batches as single dicts, label inside,
   the form `tfrs.models.Model.compute_loss(features)` receives.
+- `epoch_batches(arrays, batch_size, seed, epochs, skip)`: training batches whose epoch-e
+  order depends only on (seed, e), so a run resumed mid-epoch sees the same batches.
 - `shard(arrays, num_shards, index)`: one Horovod worker's equal share.
 
 Example (per Horovod worker; without Horovod, skip the `shard` line):
@@ -16,7 +18,7 @@ Example (per Horovod worker; without Horovod, skip the `shard` line):
 
 from lmn_tf.data import synthetic
 from lmn_tf.data.movielens import DataFileError, load
-from lmn_tf.data.pipeline import make_dataset, shard
+from lmn_tf.data.pipeline import epoch_batches, make_dataset, shard
 from lmn_tf.data.schema import FEATURES, LABEL, Vocab
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "LABEL",
     "DataFileError",
     "Vocab",
+    "epoch_batches",
     "load",
     "make_dataset",
     "shard",

@@ -178,6 +178,10 @@ def _build(files: dict[str, pathlib.Path], progress: bool) -> dict[str, np.ndarr
     item = _lookup(inter[1], {t: k + 1 for k, t in enumerate(item_rows)}, r_path, i_path)
     rows = range(2, len(inter[0]) + 2)
     rating = _to_float(inter[2], r_path, "rating", rows)
+    bad = np.flatnonzero((rating < 0) | (rating > 5))  # MovieLens rates 1-5 (0.5 steps in 20M)
+    if len(bad):
+        k = int(bad[0])
+        raise DataFileError(f"{r_path}:{rows[k]}: rating {inter[2][k]!r} outside 0-5")
     stamp = _to_float(inter[3], r_path, "timestamp", rows)
 
     order = np.argsort(stamp, kind="stable")  # ties keep file order
@@ -216,15 +220,19 @@ def _read_table(
     path: pathlib.Path, columns: tuple[str | tuple[str, ...], ...], progress: bool = False
 ) -> list[list[str]]:
     """Reads the named columns (each may list alternative names) of a typed-header TSV."""
+    raw = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataFileError(f"{path}: not UTF-8 text ({e})") from e
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataFileError(f"{path}:{line}: not UTF-8 text ({e})") from e
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
         raise DataFileError(f"{path}:1: empty file, expected a header line")
+    if len(lines) == 1:
+        raise DataFileError(f"{path}:2: no data after the header line (truncated file?)")
     header = lines[0].rstrip("\r").split("\t")
     names = [h.split(":", 1)[0] for h in header]
     picks = []

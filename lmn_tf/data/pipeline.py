@@ -46,14 +46,8 @@ def make_dataset(
         >>> batch["hist_item_ids"].shape, batch["label"].dtype
         (TensorShape([4, 50]), tf.float32)
     """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
-    missing = [k for k in (*FEATURES, LABEL) if k not in arrays]
-    if missing:
-        raise ValueError(f"`arrays` lacks keys {missing}. Received keys: {sorted(arrays)}")
+    tensors = _tensors(arrays, batch_size)
     n = _length(arrays)
-    tensors = {k: tf.constant(arrays[k], dtype=dtype) for k, (dtype, _) in FEATURES.items()}
-    tensors[LABEL] = tf.constant(arrays[LABEL], dtype=tf.float32)
     # Shuffle indices, not rows: the buffer then holds n int64s instead of n samples.
     ds = tf.data.Dataset.range(n)
     if shuffle:
@@ -64,6 +58,61 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_batches(
+    arrays: dict[str, np.ndarray],
+    batch_size: int,
+    seed: int,
+    epochs: range,
+    skip: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Training batches of ``epochs``, each epoch a permutation fixed by ``(seed, epoch)``.
+
+    Unlike `make_dataset`'s reshuffling (the order of epoch e depends on how many passes the
+    same dataset object made before), epoch e's order here is a pure function of the seed and
+    e, so a run resumed in epoch e, batch k (``epochs=range(e, E), skip=k``) sees exactly the
+    batches the uninterrupted run would have seen. Epochs follow one another without a gap:
+    give ``fit`` ``steps_per_epoch = ceil(n / batch_size)`` (``floor`` with
+    ``drop_remainder``).
+
+    Args:
+        arrays: `schema.FEATURES` names and `schema.LABEL` -> arrays with a common length.
+        batch_size: samples per batch.
+        seed: the permutations' seed.
+        epochs: the epochs to produce, in order.
+        skip: batches of the first epoch already trained (dropped before any gather).
+        drop_remainder: drop each epoch's last, smaller batch (keeps Horovod workers in step).
+
+    Returns:
+        A dataset of feature dicts, like `make_dataset`'s.
+
+    Raises:
+        ValueError: a missing key, unequal lengths, or a bad batch size or skip.
+
+    Example:
+        >>> from lmn_tf.data.synthetic import load
+        >>> train, _, _ = load(num_users=20, events_per_user=10, warmup_events=0)
+        >>> ds = epoch_batches(train, batch_size=4, seed=0, epochs=range(2), skip=1)
+        >>> len(list(ds)) == 2 * -(-len(train["label"]) // 4) - 1
+        True
+    """
+    tensors = _tensors(arrays, batch_size)
+    n = _length(arrays)
+    if skip < 0:
+        raise ValueError(f"`skip` must be >= 0. Received: skip={skip}")
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
+
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(epochs), tf.int64))
+    ds = ds.flat_map(one_epoch).skip(skip)
+    ds = ds.map(lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -85,6 +134,19 @@ def shard(arrays: dict[str, np.ndarray], num_shards: int, index: int) -> dict[st
         )
     n = _length(arrays) // num_shards * num_shards
     return {k: v[index:n:num_shards] for k, v in arrays.items()}
+
+
+def _tensors(arrays: dict[str, np.ndarray], batch_size: int) -> dict[str, tf.Tensor]:
+    """The schema's columns as constants (extra keys dropped), after checking the arguments."""
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
+    missing = [k for k in (*FEATURES, LABEL) if k not in arrays]
+    if missing:
+        raise ValueError(f"`arrays` lacks keys {missing}. Received keys: {sorted(arrays)}")
+    _length(arrays)
+    tensors = {k: tf.constant(arrays[k], dtype=dtype) for k, (dtype, _) in FEATURES.items()}
+    tensors[LABEL] = tf.constant(arrays[LABEL], dtype=tf.float32)
+    return tensors
 
 
 def _length(arrays: dict[str, np.ndarray]) -> int:

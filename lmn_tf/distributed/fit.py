@@ -4,14 +4,19 @@
 Same run directory as a single-worker run, plus the shards:
 
     RUN/config.json    written by rank 0 ("world_size": N)
-    RUN/shards/        every rank's checkpoint (its value shard + optimizer state): resume
+    RUN/shards/        every rank's checkpoint (its value shard + optimizer state) at each
+                       epoch's end, committed in two phases (`lmn_tf.distributed.checkpoint`):
+                       resume
     RUN/checkpoints/   the consolidated single-worker model, one per epoch, written by rank 0
                        from the gathered shards: `lmn-tf evaluate`, `lmn-tf export` and
                        `load_run` read it unchanged
     RUN/metrics.json   rank 0's evaluation of the consolidated model on the whole eval split
 
 Step k's global batch is the single-worker run's batch k with the same seed (each rank
-takes every N-th example of it), so N workers and one worker train the same model.
+takes every N-th example of it; the epoch's last, smaller batch is dropped), so N workers and
+one worker train the same model. A killed rank ends the job (horovodrun stops the others);
+rerunning the command resumes from the last committed epoch. Checkpoints are per epoch here:
+``--checkpoint-every`` applies to single-worker runs only.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 import horovod.tensorflow as hvd
 import tensorflow as tf
 
+from lmn_tf import checkpointing
 from lmn_tf import data as lmn_data
 from lmn_tf import train as single
 from lmn_tf.data import schema
@@ -37,24 +43,28 @@ from lmn_tf.models.testing import zero_features
 class _EpochCheckpoints(tf.keras.callbacks.Callback):
     """Every rank saves its shard; the shards are gathered and rank 0 saves the whole model."""
 
-    def __init__(self, run: pathlib.Path, twin: tf.keras.Model, manager, epoch: tf.Variable):
+    def __init__(self, run: pathlib.Path, twin: tf.keras.Model, manager, ckpt,
+                 steps_per_epoch: int):
         super().__init__()
-        self.run, self.twin, self.manager, self.epoch = run, twin, manager, epoch
+        self.run, self.twin, self.manager = run, twin, manager
+        self.epoch, self.step, self.steps_per_epoch = ckpt.epoch, ckpt.step, steps_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.assign(epoch + 1)
-        checkpoint.save(str(self.run / "shards"), self.model, self.model.optimizer)  # all ranks
-        if training.is_chief():  # the epoch to resume from: one writer
-            (self.run / "shards" / "epoch").write_text(str(epoch + 1))
+        self.step.assign((epoch + 1) * self.steps_per_epoch)
+        checkpoint.save(str(self.run / "shards"), self.model, self.model.optimizer,
+                        meta={"epoch": epoch + 1})  # all ranks; the commit holds the epoch
         checkpoint.copy_weights(self.model, self.twin)  # allgather of the shards: all ranks
-        checkpoint.run_on_chief(self.manager.save, checkpoint_number=epoch + 1)
+        checkpoint.run_on_chief(self.manager.save, epoch + 1)
 
 
 def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict | None:
     """Data-parallel ``lmn_tf.train.train`` (same ``config``); returns rank 0's metrics.
 
     Raises:
-        ValueError: if ``batch_size`` is not a multiple of the number of ranks.
+        ValueError: if ``batch_size`` is not a multiple of the number of ranks, or the run
+            directory holds another config's run.
+        lmn_tf.checkpointing.CheckpointError: a damaged shard or commit record.
     """
     training.init()
     size, rank = hvd.size(), hvd.rank()
@@ -71,9 +81,11 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
     config["vocab"] = dataclasses.asdict(vocab)
     config["num_train"] = len(train_arrays[schema.LABEL])
     config["num_eval"] = len(eval_arrays[schema.LABEL])
+    single.check_config(run, config)  # every rank: all of them stop on a mismatch
     if training.is_chief():  # one writer for the run's metadata
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        checkpointing.atomic_write(run / "config.json",
+                                   json.dumps(config, indent=2, sort_keys=True) + "\n")
     checkpoint.barrier()
 
     tf.keras.utils.set_random_seed(config["seed"])  # same shuffle order on every rank
@@ -87,22 +99,33 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
                        **config["hparams"])
     twin(zero_features(1), training=False)
     ckpt = single.run_checkpoint(twin)
-    manager = tf.train.CheckpointManager(ckpt, str(run / "checkpoints"), max_to_keep=2)
+    manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=2)
+    steps_per_epoch = config["num_train"] // config["batch_size"]
 
     initial_epoch = 0
-    if (run / "shards" / checkpoint.WORLD_FILE).exists():  # resume: every rank its own shard
-        checkpoint.restore(str(run / "shards"), model, model.optimizer)
-        initial_epoch = int((run / "shards" / "epoch").read_text())
+    if checkpoint.committed(str(run / "shards")) is not None:  # resume: every rank its shard
+        initial_epoch = checkpoint.restore(str(run / "shards"), model, model.optimizer)["epoch"]
+        for optimizer in getattr(model.optimizer, "optimizers", [model.optimizer]):
+            if int(optimizer.iterations.numpy()) != initial_epoch * steps_per_epoch:
+                raise checkpointing.CheckpointError(
+                    f"{run / 'shards'}: optimizer {type(optimizer).__name__} restored at iteration "
+                    f"{int(optimizer.iterations.numpy())}, expected "
+                    f"{initial_epoch * steps_per_epoch}: its state is missing or stale")
+    if initial_epoch > config["epochs"]:
+        raise ValueError(f"{run / 'shards'} is at epoch {initial_epoch}, past --epochs "
+                         f"{config['epochs']}. Received: epochs={config['epochs']}")
 
-    global_batches = lmn_data.make_dataset(train_arrays, config["batch_size"], shuffle=True,
-                                           seed=config["seed"], drop_remainder=True)
+    global_batches = lmn_data.epoch_batches(  # epoch e's order depends on (seed, e) only
+        train_arrays, config["batch_size"], config["seed"], range(initial_epoch, config["epochs"]),
+        drop_remainder=True)
     mine = training.shard_batches(global_batches, config["batch_size"])  # my rows of each
     start = time.time()
-    model.fit(mine, epochs=config["epochs"], initial_epoch=initial_epoch,
-              verbose=training.fit_verbose(verbose),
-              callbacks=[*training.callbacks(chief_only=[
-                  tf.keras.callbacks.TensorBoard(str(run / "logs"), update_freq=50)]),
-                         _EpochCheckpoints(run, twin, manager, ckpt.epoch)])
+    if initial_epoch < config["epochs"]:
+        model.fit(mine, epochs=config["epochs"], initial_epoch=initial_epoch,
+                  steps_per_epoch=steps_per_epoch, verbose=training.fit_verbose(verbose),
+                  callbacks=[*training.callbacks(chief_only=[
+                      tf.keras.callbacks.TensorBoard(str(run / "logs"), update_freq=50)]),
+                             _EpochCheckpoints(run, twin, manager, ckpt, steps_per_epoch)])
     metrics = {"train_seconds": time.time() - start, "world_size": size,
                "initial_epoch": initial_epoch}
     checkpoint.copy_weights(model, twin)  # all ranks: the consolidated model for evaluation

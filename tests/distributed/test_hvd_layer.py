@@ -37,6 +37,6 @@ def test_restore_refuses_another_world_size(tmp_path):
     from lmn_tf.distributed import checkpoint
 
     hvd.init()  # a single process: world size 1
-    (tmp_path / checkpoint.WORLD_FILE).write_text(json.dumps({"world_size": 2}))
+    (tmp_path / checkpoint.WORLD_FILE).write_text(json.dumps({"world_size": 2, "version": 1}))
     with pytest.raises(ValueError, match="holds 2 shards"):
         checkpoint.restore(str(tmp_path), tf.keras.Sequential())

@@ -49,7 +49,10 @@ def test_two_rank_run_writes_shards_and_a_consolidated_model(run):
     assert metrics["world_size"] == 2 and metrics["initial_epoch"] == 0
     assert 0.0 < metrics["auc"] < 1.0
     assert json.loads((run_dir / "config.json").read_text())["world_size"] == 2
-    assert {p.name for p in (run_dir / "shards").iterdir()} >= {"rank-0-of-2", "rank-1-of-2"}
+    world = json.loads((run_dir / "shards" / "world.json").read_text())  # the commit record
+    assert world["world_size"] == 2 and world["meta"] == {"epoch": 1}
+    version = run_dir / "shards" / f"v-{world['version']:06d}"
+    assert {p.name for p in version.iterdir()} == {"rank-0-of-2", "rank-1-of-2"}
     evaluated = last_json(lmn_tf("evaluate", "--run-dir", str(run_dir)))
     assert abs(evaluated["auc"] - metrics["auc"]) < 1e-6  # the consolidated model, 1 process
 
@@ -67,5 +70,5 @@ def test_two_rank_run_resumes_from_its_shards(run):
                  ranks=2)
     assert last_json(out)["initial_epoch"] == 1  # epoch 1 came from the shards
     assert last_json(out)["world_size"] == 2
-    assert (run_dir / "shards" / "epoch").read_text() == "2"
+    assert json.loads((run_dir / "shards" / "world.json").read_text())["meta"] == {"epoch": 2}
     assert (run_dir / "checkpoints" / "ckpt-2.index").exists()
