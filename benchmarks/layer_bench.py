@@ -2,12 +2,16 @@
 
     python benchmarks/layer_bench.py            # the issue's grid (minutes on 2 cores)
     python benchmarks/layer_bench.py --quick    # √n 100 and 1000, H = 1, fewer steps
+    python benchmarks/layer_bench.py --sqrt-n 3000 --forward-only --no-xla --block-min-keys 0
+                                                # per-axis top-K without block pruning
 
 Prints a table and writes benchmarks/results/layer_bench.json. A train step is forward,
 memory loss, gradient and a CompositeOptimizer step (values: legacy Adagrad, sparse; the
 rest: legacy Adam). The broadcast mode materialises B·L·H·n scores; where that exceeds
 ``--broadcast-gb`` both modes are also timed at the largest batch that fits ("B" column),
 so the two-stage/broadcast ratio is always measured on equal work, in the same run.
+Rows record the median wall time ("ms") and process CPU time over all threads ("cpu_ms"); on
+a shared machine the CPU-time ratios are the steadier ones.
 """
 
 from __future__ import annotations
@@ -25,19 +29,22 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from lmn_tf.memory import LMNLayer, slot_usage_metrics  # sets tf-keras before tf.keras is used
+from lmn_tf.memory import scoring as selection
 
 OUT = Path(__file__).parent / "results" / "layer_bench.json"
 
 
-def _median_ms(fn, steps: int, warmup: int) -> float:
+def _median_ms(fn, steps: int, warmup: int) -> dict:
+    """Median wall time and process CPU time (all threads; steadier on a shared machine)."""
     for _ in range(warmup):  # includes tracing / XLA compilation
         fn().numpy()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn().numpy()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return {"ms": 1000 * statistics.median(wall), "cpu_ms": 1000 * statistics.median(cpu)}
 
 
 def _inputs(batch, args, seed=0):
@@ -99,7 +106,7 @@ def _time(args, layer, phase, xla, batch, scoring="two_stage"):
     except (tf.errors.OpError, ValueError) as err:  # e.g. out of memory: record, go on
         print(f"  failed: sqrt_n={layer.num_keys} H={layer.num_heads} {scoring} {phase} "
               f"xla={xla}: {type(err).__name__}: {str(err)[:200]}")
-        return None
+        return {"ms": None, "cpu_ms": None}
     finally:
         layer.scoring = "two_stage"
 
@@ -117,7 +124,7 @@ def _diagnostics_ms(args, sqrt_n):
             metric.update_state(slots)
         return tf.stack([metric.result() for metric in metrics])
 
-    return _median_ms(update, args.steps, args.warmup)
+    return _median_ms(update, args.steps, args.warmup)["ms"]
 
 
 def main(argv=None) -> int:
@@ -136,10 +143,16 @@ def main(argv=None) -> int:
     parser.add_argument("--dense-adam", action="store_true",
                         help="also time a train step with Adam on the values (dense, O(n))")
     parser.add_argument("--quick", action="store_true", help="√n 100 and 1000, H 1, 3 steps")
+    parser.add_argument("--forward-only", action="store_true", help="skip the train steps")
+    parser.add_argument("--no-xla", action="store_true", help="skip the jit_compile rows")
+    parser.add_argument("--block-min-keys", type=int, default=selection.BLOCK_MIN_KEYS,
+                        help="per-axis block pruning from this many keys (0: never), "
+                        "for before/after comparisons")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.quick:
         args.sqrt_n, args.heads, args.steps, args.warmup = [100, 1000], [1], 3, 1
+    selection.BLOCK_MIN_KEYS = args.block_min_keys or 2**31  # read when a function is traced
 
     rows = []
 
@@ -156,28 +169,29 @@ def main(argv=None) -> int:
         layer(*_inputs(1, args)[:2])  # build eagerly, on one row
         per_row = args.seq * heads * sqrt_n**2 * 4  # broadcast score bytes per batch row
         fit = min(args.batch, int(args.broadcast_gb * 2**30 // per_row))
-        phases = ["forward", "train"]
-        if args.dense_adam and sqrt_n <= 1000:  # Adam's slots at √n = 3000: 2.3 GB more
+        phases = ["forward"] if args.forward_only else ["forward", "train"]
+        # Adam's slots at √n = 3000: 2.3 GB more
+        if args.dense_adam and sqrt_n <= 1000 and not args.forward_only:
             phases.append("train_adam")
-        for xla in (False, True):
+        for xla in (False,) if args.no_xla else (False, True):
             for phase in phases if not xla else phases[:2]:
                 rows.append({"sqrt_n": sqrt_n, "heads": heads, "xla": xla, "phase": phase,
                              "batch": args.batch, "scoring": "two_stage",
-                             "ms": _time(args, layer, phase, xla, args.batch)})
+                             **_time(args, layer, phase, xla, args.batch)})
             # Broadcast vs two-stage on equal work, forward only (its train step is worse).
             if fit >= 1:
                 for scoring in ("broadcast", "two_stage") if fit < args.batch else ("broadcast",):
                     rows.append({"sqrt_n": sqrt_n, "heads": heads, "xla": xla,
                                  "phase": "forward", "batch": fit, "scoring": scoring,
-                                 "ms": _time(args, layer, "forward", xla, fit, scoring)})
+                                 **_time(args, layer, "forward", xla, fit, scoring)})
         del layer
         gc.collect()
         tf.keras.backend.clear_session()
         save()
     diagnostics = {s: _diagnostics_ms(args, s) for s in args.sqrt_n}
 
-    def ms(**key):
-        found = [r["ms"] for r in rows if all(r[k] == v for k, v in key.items())]
+    def ms(field="ms", **key):
+        found = [r[field] for r in rows if all(r[k] == v for k, v in key.items())]
         return found[0] if found else None
 
     print(f"\nB={args.batch} L={args.seq} d={args.dim} K={args.top_k} d_k={args.key_dim}, "
@@ -186,7 +200,7 @@ def main(argv=None) -> int:
           f"{'B':>4} {'fwd bcast':>10} {'fwd 2-stage':>11} {'bcast/2st':>9}")
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     for sqrt_n, heads in grid:
-        for xla in (False, True):
+        for xla in (False,) if args.no_xla else (False, True):
             key = {"sqrt_n": sqrt_n, "heads": heads, "xla": xla}
             bcast = [r for r in rows if r["scoring"] == "broadcast" and
                      all(r[k] == v for k, v in key.items())]
@@ -202,13 +216,13 @@ def main(argv=None) -> int:
     ratios = {}
     lo, hi = min(args.sqrt_n), 1000 if 1000 in args.sqrt_n else max(args.sqrt_n)
     for heads in args.heads:
-        for xla in (False, True):
-            a = ms(sqrt_n=hi, heads=heads, xla=xla, phase="train", scoring="two_stage",
-                   batch=args.batch)
-            b = ms(sqrt_n=lo, heads=heads, xla=xla, phase="train", scoring="two_stage",
-                   batch=args.batch)
-            if a and b:
-                ratios[f"train sqrt_n={hi}/{lo} H={heads} xla={xla}"] = round(a / b, 2)
+        for xla in (False,) if args.no_xla else (False, True):
+            for field in ("ms", "cpu_ms"):  # wall, and CPU time (less sensitive to load)
+                a, b = (ms(field, sqrt_n=s, heads=heads, xla=xla, phase="train",
+                           scoring="two_stage", batch=args.batch) for s in (hi, lo))
+                if a and b:
+                    name = f"train sqrt_n={hi}/{lo} H={heads} xla={xla} {field[:-3] or 'wall'}"
+                    ratios[name] = round(a / b, 2)
     for name, value in ratios.items():
         print(f"{name}: {value}x (target <= 1.3x)")
     print("diagnostics update+result per batch (ms): "

@@ -10,12 +10,18 @@ from lmn_tf.memory.scoring import SCORING
 from lmn_tf.memory.values import LocalValues, ValueStore
 
 STOP_GRADIENT = ("none", "query", "readout")
+_EPSILON = 1e-3  # query_norm's variance epsilon
 
 
 def _fresh(init: tf.keras.initializers.Initializer) -> tf.keras.initializers.Initializer:
     # An unseeded tf-keras initializer instance repeats its values: row and column keys (and
     # same-shaped query MLPs) would start identical.
     return init.__class__.from_config(init.get_config())
+
+
+def _dense(mlp: tf.keras.Sequential) -> list[tf.keras.layers.Dense]:
+    # A Sequential revived from a SavedModel also lists its InputLayer.
+    return [layer for layer in mlp.layers if isinstance(layer, tf.keras.layers.Dense)]
 
 
 @tf.keras.utils.register_keras_serializable(package="lmn_tf")
@@ -76,7 +82,10 @@ class LMNLayer(tf.keras.layers.Layer):
       user: (B, d_u) user features.
       mask: optional (B, L) bool, False for padded items.
       training: with ``query_norm``, True uses (and updates the moving averages with) the
-        batch's query moments; the memory loss is added in every mode.
+        batch's query moments; the memory loss is added in every mode. False or None
+        (``predict``, ``evaluate``, the serving export, plain calls) takes a leaner inference
+        path: the same read-out up to float rounding, but gradients taken through it cost
+        O(√n) per query instead of O(K), so train with ``training=True``.
       return_slots: also return the (B, L, H, K) int32 slot ids read, -1 for padded items,
         for ``lmn_tf.memory.diagnostics``.
 
@@ -202,7 +211,7 @@ class LMNLayer(tf.keras.layers.Layer):
             q = self._normalize(q, axis, keep, training)
         return tf.reshape(q, tf.concat([tf.shape(q)[:2], [self.num_heads, self.key_dim]], 0))
 
-    def _normalize(self, q, axis, keep, training, momentum=0.99, epsilon=1e-3):
+    def _normalize(self, q, axis, keep, training, momentum=0.99, epsilon=_EPSILON):
         mean, variance = (self.query_moments[f"{axis}_{s}"] for s in ("mean", "variance"))
         q32 = tf.cast(q, tf.float32)  # moments in float32, also under mixed precision
         if training:
@@ -225,25 +234,15 @@ class LMNLayer(tf.keras.layers.Layer):
         self._check_inputs(items, user, mask)
         items = tf.cast(items, self.compute_dtype)
         user = tf.cast(user, self.compute_dtype)
-        user = tf.broadcast_to(user[:, None, :], tf.concat([tf.shape(items)[:2],
-                                                            tf.shape(user)[-1:]], 0))
-        m_q = self.query_mlp(tf.concat([items, user], -1))  # (B, L, d_v)
         keep = None if mask is None else tf.cast(mask, tf.bool)
-        q_row = self._queries(self.row_query_mlp, m_q, "row", keep, training)  # (B, L, H, d_k)
-        q_col = self._queries(self.col_query_mlp, m_q, "col", keep, training)
-        # Select in float32 (fewer spurious ties under mixed precision) and without gradient,
-        # then score the K winners again from their keys: same values, but the backward pass
-        # costs O(K·d_k) per query instead of O(√n·d_k).
-        s_row, s_col = (tf.stop_gradient(tf.cast(tf.einsum("blhd,hmd->blhm", q, keys),
-                                                 tf.float32))  # (B, L, H, √n)
-                        for q, keys in ((q_row, self.row_keys), (q_col, self.col_keys)))
-        _, slots = SCORING[self.scoring](s_row, s_col, self.top_k)  # (B, L, H, K)
-        scores = (self._winner_scores(q_row, self.row_keys, slots // self.num_keys)
-                  + self._winner_scores(q_col, self.col_keys, slots % self.num_keys))
+        if not training:  # inference (predict, evaluate, export, plain calls)
+            m_q, scores, slots = self._select_inference(items, user)
+        else:
+            m_q, scores, slots = self._select(items, user, keep, training)
         weights = tf.nn.softmax(scores) / self.num_heads
         # float32 whatever the table dtype (e.g. a float16 serving table).
         values = tf.cast(self.value_store.lookup(slots), tf.float32)  # (B, L, H, K, d_v)
-        m_o = tf.einsum("blhk,blhkd->bld", weights, values)
+        m_o = tf.reduce_sum(weights[..., None] * values, (2, 3))  # (B, L, d_v)
         if keep is not None:  # where, not multiply: garbage (even NaN) in padding stays out
             m_o = tf.where(keep[..., None], m_o, 0.0)
             slots = tf.where(keep[..., None, None], slots, -1)
@@ -255,6 +254,73 @@ class LMNLayer(tf.keras.layers.Layer):
             self.add_metric(loss, name="memory_loss")
         m_o = tf.cast(m_o, self.compute_dtype)
         return (m_o, slots) if return_slots else m_o
+
+    def _select(self, items, user, keep, training):
+        """M_Q, the winners' scores and slots (B, L, H, K), with a backward pass of O(K)."""
+        user = tf.broadcast_to(user[:, None, :], tf.concat([tf.shape(items)[:2],
+                                                            tf.shape(user)[-1:]], 0))
+        m_q = self.query_mlp(tf.concat([items, user], -1))  # (B, L, d_v)
+        q_row = self._queries(self.row_query_mlp, m_q, "row", keep, training)  # (B, L, H, d_k)
+        q_col = self._queries(self.col_query_mlp, m_q, "col", keep, training)
+        # Select in float32 (fewer spurious ties under mixed precision) and without gradient,
+        # then score the K winners again from their keys: same values, but the backward pass
+        # costs O(K·d_k) per query instead of O(√n·d_k).
+        s_row, s_col = (tf.stop_gradient(tf.cast(tf.einsum("blhd,hmd->blhm", q, keys),
+                                                 tf.float32))  # (B, L, H, √n)
+                        for q, keys in ((q_row, self.row_keys), (q_col, self.col_keys)))
+        _, slots = SCORING[self.scoring](s_row, s_col, self.top_k)  # (B, L, H, K)
+        scores = (self._winner_scores(q_row, self.row_keys, slots // self.num_keys)
+                  + self._winner_scores(q_col, self.col_keys, slots % self.num_keys))
+        return m_q, scores, slots
+
+    def _select_inference(self, items, user):
+        """Inference path: the training path's function with fewer, larger ops (serving).
+
+        2-D matmuls over the B·L items instead of einsums; the first query-MLP layer applies
+        its user half once per user, not once per item; ``query_norm``'s inference branch is
+        folded into the last query layer's weights; the winners' scores are the selected sums
+        themselves, not recomputed from gathered keys (that only keeps the training backward
+        pass small). Equal to the training path up to float rounding.
+        """
+        mlps = (self.query_mlp, self.row_query_mlp, self.col_query_mlp)
+        if not all(mlp.built for mlp in mlps):  # first call: create the weights
+            m_q = self.query_mlp(tf.zeros((1, items.shape[-1] + user.shape[-1]), items.dtype))
+            self.row_query_mlp(m_q), self.col_query_mlp(m_q)
+        shape, d = tf.shape(items), items.shape[-1]
+        first, *rest = _dense(self.query_mlp)
+        h = tf.reshape(tf.matmul(tf.reshape(items, (-1, d)), first.kernel[:d]),
+                       tf.concat([shape[:2], [first.units]], 0))  # (B, L, units)
+        h = first.activation(h + tf.nn.bias_add(tf.matmul(user, first.kernel[d:]),
+                                                first.bias)[:, None])
+        m_q = tf.reshape(h, (-1, first.units))  # (B·L, units)
+        for layer in rest:
+            m_q = layer(m_q)  # (B·L, d_v) after the last
+        s_row, s_col = (self._axis_scores(mlp, m_q, keys, axis)  # (B·L, H·√n)
+                        for mlp, keys, axis in ((self.row_query_mlp, self.row_keys, "row"),
+                                                (self.col_query_mlp, self.col_keys, "col")))
+        split = tf.concat([shape[:2], [self.num_heads, self.num_keys]], 0)
+        scores, slots = SCORING[self.scoring](tf.reshape(s_row, split), tf.reshape(s_col, split),
+                                              self.top_k)  # (B, L, H, K)
+        d_v = (rest[-1] if rest else first).units
+        return tf.reshape(m_q, tf.concat([shape[:2], [d_v]], 0)), scores, slots
+
+    def _axis_scores(self, mlp, m_q, keys, axis):
+        """(B·L, H·√n) float32 scores of one axis's keys, from M_Q (B·L, d_v)."""
+        *hidden, last = _dense(mlp)
+        for layer in hidden:
+            m_q = layer(m_q)
+        w, b = tf.cast(last.kernel, tf.float32), tf.cast(last.bias, tf.float32)  # (d_in, H·d_k)
+        if self.query_norm:  # _normalize's inference branch is affine: fold it into W and b
+            mean, variance = (self.query_moments[f"{axis}_{s}"] for s in ("mean", "variance"))
+            scale = tf.math.rsqrt(variance + _EPSILON)
+            w, b = w * scale, (b - mean) * scale
+        q = tf.nn.bias_add(tf.matmul(tf.cast(m_q, tf.float32), w), b)  # (B·L, H·d_k)
+        keys, d_k = tf.cast(keys, tf.float32), self.key_dim
+        if self.num_heads == 1:
+            return tf.matmul(q, keys[0], transpose_b=True)
+        # One 2-D matmul per head: MKL's batched matmul took ~1 ms per call at b = 1 here.
+        return tf.concat([tf.matmul(q[:, i * d_k:(i + 1) * d_k], keys[i], transpose_b=True)
+                          for i in range(self.num_heads)], 1)
 
     def _memory_loss(self, m_o, m_q, keep):
         """SmoothL1(M_O, M_Q) (Huber, δ = 1), mean over d_v, then over unmasked items."""

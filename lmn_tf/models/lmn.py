@@ -86,7 +86,7 @@ class LMN(DIN):
             items, items_mask = seq, mask
         read = self.memory(items, user, mask=items_mask, training=training)  # (B, L(+1), d_v)
         history = read[:, :length]
-        out = super().interest(features, user, target, training)
+        out = [self.attention(item, seq, mask)]  # DIN's interest, reusing seq's lookup
         if self.target_query:
             out.append(read[:, length])  # (B, d_v)
         if self.readout == "pooled":

@@ -215,8 +215,11 @@ def test_memory_loss_stop_gradient_sides():
     items, user, mask = _inputs()
 
     def loss_grads(side):
+        # Distinct keys and value rows: with equal ones the read-out would not depend on the
+        # query, and "none" and "readout" would give the query kernel the same gradient.
         layer = _layer(memory_loss_stop_gradient=side, kernel_initializer="ones",
-                       key_initializer="ones", value_initializer="ones")
+                       key_initializer=tf.keras.initializers.RandomUniform(seed=1),
+                       value_initializer=tf.keras.initializers.RandomNormal(seed=0))
         layer(items, user, mask=mask)
         with tf.GradientTape() as tape:
             layer(items, user, mask=mask)

@@ -1,13 +1,15 @@
 """Broadcast (paper eq. 9) and exact two-stage top-K select the same slots, ties included."""
 
+from unittest import mock
+
 import numpy as np
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lmn_tf.memory import LMNLayer
-from lmn_tf.memory.scoring import broadcast_top_k, two_stage_top_k
+from lmn_tf.memory import LMNLayer, scoring
+from lmn_tf.memory.scoring import axis_top_k, block_top_k, broadcast_top_k, two_stage_top_k
 
 
 def _reference(s_row, s_col, k):
@@ -40,6 +42,52 @@ def test_modes_select_the_same_slots_in_the_same_order(case):
         scores, ids = fn(tf.constant(s_row), tf.constant(s_col), k)
         np.testing.assert_array_equal(ids.numpy(), ref_ids, err_msg=fn.__name__)
         np.testing.assert_array_equal(scores.numpy(), ref_scores, err_msg=fn.__name__)
+
+
+@st.composite
+def _rows(draw):
+    lead = draw(st.lists(st.integers(1, 3), min_size=0, max_size=2))
+    m = draw(st.integers(1, 40))
+    k = draw(st.integers(1, m))
+    block = draw(st.integers(1, m))  # m % block != 0 often: a padded last block
+    # Few distinct values (heavy ties), signed zeros and -inf (ties with the padding).
+    values = st.sampled_from([-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, float("-inf")]) | st.floats(
+        -4, 4, width=32)
+    return draw(arrays(np.float32, (*lead, m), elements=values)), k, block
+
+
+@settings(max_examples=300, deadline=None)
+@given(_rows())
+def test_block_top_k_equals_top_k(case):
+    x, k, block = case
+    ref = tf.math.top_k(tf.constant(x), k=k)
+    values, ids = block_top_k(tf.constant(x), k, block)
+    np.testing.assert_array_equal(ids.numpy(), ref.indices.numpy())
+    np.testing.assert_array_equal(values.numpy(), ref.values.numpy())
+
+
+def test_axis_top_k_prunes_long_rows_exactly():
+    rng = np.random.default_rng(0)
+    m = scoring.BLOCK_MIN_KEYS + 5  # pruned, with a padded last block
+    x = rng.integers(-50, 50, (3, 2, m)).astype(np.float32)  # many ties
+    x[0, 0] = rng.normal(size=m)
+    ref = tf.math.top_k(tf.constant(x), k=32)
+    with mock.patch.object(scoring, "block_top_k", wraps=block_top_k) as pruned:
+        values, ids = tf.function(lambda t: axis_top_k(t, 32))(tf.constant(x))
+    pruned.assert_called_once()
+    np.testing.assert_array_equal(ids.numpy(), ref.indices.numpy())
+    np.testing.assert_array_equal(values.numpy(), ref.values.numpy())
+
+
+@settings(max_examples=100, deadline=None)
+@given(_scores(), st.integers(1, 4))
+def test_two_stage_with_pruned_axes_matches_reference(case, block):
+    s_row, s_col, k = case
+    ref_scores, ref_ids = _reference(s_row, s_col, k)
+    with mock.patch.multiple(scoring, BLOCK_MIN_KEYS=1, BLOCK_SIZE=block):
+        scores, ids = two_stage_top_k(tf.constant(s_row), tf.constant(s_col), k)
+    np.testing.assert_array_equal(ids.numpy(), ref_ids)
+    np.testing.assert_array_equal(scores.numpy(), ref_scores)
 
 
 def test_two_stage_tie_across_stages():
