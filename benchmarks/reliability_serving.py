@@ -33,9 +33,7 @@ import itertools
 import json
 import math
 import os
-import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +57,7 @@ from tensorflow_serving.apis import (
 
 import lmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tf.keras is touched)
 from lmn_tf.data import schema
+from lmn_tf.serving import ServerProcess
 
 MODEL = "lmn"
 CAP = 1 << 20  # the server's --max-request-bytes in these runs
@@ -116,58 +115,13 @@ def corrupt_copy(model_dir: str, source: int, version: int, how: str) -> str:
     return final
 
 
-class Server:
-    """``python -m lmn_tf serve`` for one model on free 127.0.0.1 ports; stderr to a file."""
-
-    def __init__(self, model_dir: str, log_path: str, poll_seconds: float = 0.5):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lmn_tf", "serve", "--model-base-path", model_dir,
-             "--model-name", MODEL, "--rest-port", "0", "--grpc-port", "0",
-             "--poll-seconds", str(poll_seconds), "--max-request-bytes", str(CAP),
-             "--max-load-retries", "2"],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
-        )
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout],
-                         daemon=True).start()
-        ports, deadline = {}, time.monotonic() + 300
-        while len(ports) < 2:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                self.proc.kill()
-                raise RuntimeError(f"server did not start:\n{self.log()}") from None
-            if " listening on 127.0.0.1:" in line:
-                ports[line.split()[0]] = int(line.rsplit(":", 1)[1])
-        self.rest_port, self.grpc_port = ports["REST"], ports["gRPC"]
-        self.grpc = f"127.0.0.1:{self.grpc_port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        return kb / 1024
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self._log.close()
+def start_server(model_dir: str, log_path: str, poll_seconds: float = 0.5) -> ServerProcess:
+    """``lmn-tf serve`` for one model on free 127.0.0.1 ports, the request cap at CAP."""
+    return ServerProcess(
+        ["--model-base-path", model_dir, "--model-name", MODEL,
+         "--poll-seconds", str(poll_seconds), "--max-request-bytes", str(CAP),
+         "--max-load-retries", "2"],
+        log_path, env={"TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
 
 
 # -- valid requests and their answers -------------------------------------------------------
@@ -550,18 +504,18 @@ def _fuzz(strategy, check, n: int) -> dict:
             "first_failures": failures[:10], "seconds": time.monotonic() - started}
 
 
-def fuzz_rest(server: Server, n: int) -> dict:
+def fuzz_rest(server: ServerProcess, n: int) -> dict:
     return _fuzz(rest_requests(), lambda r: check_rest(r, server.rest_port), n)
 
 
-def fuzz_grpc(server: Server, n: int) -> dict:
+def fuzz_grpc(server: ServerProcess, n: int) -> dict:
     with grpc.insecure_channel(server.grpc, options=[
             ("grpc.max_send_message_length", -1)]) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return _fuzz(grpc_requests(), lambda r: check_grpc(stub, r), n)
 
 
-def health(server: Server, reference: np.ndarray, f: dict[str, np.ndarray]) -> dict:
+def health(server: ServerProcess, reference: np.ndarray, f: dict[str, np.ndarray]) -> dict:
     """Alive, and a valid predict over both protocols gives the reference answer."""
     alive = server.alive()
     rest_ok = grpc_ok = False
@@ -611,7 +565,8 @@ class _GrpcCaller:
 class HotSwap:
     """During a load run: export the next version, then drop a corrupted one above it."""
 
-    def __init__(self, server: Server, model_dir: str, seed: int, corruption: str, tiny: bool):
+    def __init__(self, server: ServerProcess, model_dir: str, seed: int, corruption: str,
+                 tiny: bool):
         self.server, self.model_dir = server, model_dir
         self.seed, self.corruption, self.tiny = seed, corruption, tiny
         self.events: dict[str, float] = {}
@@ -663,7 +618,7 @@ class HotSwap:
         }
 
 
-def load(server: Server, protocol: str, n: int, concurrency: int,
+def load(server: ServerProcess, protocol: str, n: int, concurrency: int,
          swap: HotSwap | None = None, max_seconds: float = 1800) -> dict:
     """``n`` single-row predicts (more while a swap is still running) from ``concurrency``
     threads; latencies, errors, and which answer (version) each got, by time."""
@@ -769,7 +724,7 @@ def main() -> int:
         "lmn (untrained, MovieLens-1M vocabulary sizes)", "max_request_bytes": CAP}
     print(f"exporting version 1 into {model_dir} ...", flush=True)
     export_in_subprocess(work, seed=1, tiny=args.tiny)
-    server = Server(model_dir, os.path.join(work, "server.log"))
+    server = start_server(model_dir, os.path.join(work, "server.log"))
     try:
         f = features(2, seed=5)
         reference = rest_predict(server.rest_port, f)

@@ -24,9 +24,6 @@ import functools
 import http.client
 import json
 import os
-import queue
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from lmn_tf.serving import model_metadata_grpc, signature_defs
+from lmn_tf.serving import ServerProcess, model_metadata_grpc, signature_defs
 
 
 def build_stand_in(path: str) -> None:
@@ -92,7 +89,7 @@ def export_untrained(names: list[str], base: str) -> dict[str, str]:
     return {name: os.path.join(base, name) for name in names}
 
 
-def start_server(models: dict[str, str], workdir: str, extra: list[str]):
+def start_server(models: dict[str, str], workdir: str, extra: list[str]) -> ServerProcess:
     config = os.path.join(workdir, "models.config")
     with open(config, "w") as f:
         f.write("model_config_list {\n")
@@ -102,37 +99,12 @@ def start_server(models: dict[str, str], workdir: str, extra: list[str]):
                 'model_platform: "tensorflow" }\n'
             )
         f.write("}\n")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    log = open(os.path.join(workdir, "server.log"), "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lmn_tf",
-            "serve",
-            "--model-config-file",
-            config,
-            "--rest-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--poll-seconds",
-            "0",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env=env,
+    return ServerProcess(
+        ["--model-config-file", config, "--poll-seconds", "0", *extra],
+        os.path.join(workdir, "server.log"),
+        env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
     )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
-    ports = {}
-    while len(ports) < 2:
-        line = lines.get(timeout=300)
-        if " listening on " in line:
-            ports[line.split()[0]] = int(line.rsplit(":", 1)[1])
-    return proc, ports["REST"], ports["gRPC"]
 
 
 def synth(sig, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -245,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if not models:
         build_stand_in(os.path.join(workdir, "stand_in", "1"))
         models = {"stand_in": os.path.join(workdir, "stand_in")}
-    proc, rest_port, grpc_port = start_server(models, workdir, args.server_arg)
+    server = start_server(models, workdir, args.server_arg)
+    rest_port, grpc_port = server.rest_port, server.grpc_port
     results: dict = {"models": {}, "config": vars(args)}
     try:
         rng = np.random.default_rng(0)
@@ -267,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                     rps = throughput(functools.partial(cls, port, n, f1), c, args.seconds)
                     rows[n]["requests_per_s"][f"{proto}/c{c}"] = rps
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(120)
+        server.stop(120)
 
     print(f"{'model':10} {'cell':12} {'p50 ms':>8} {'p99 ms':>8}")
     for name, row in results["models"].items():

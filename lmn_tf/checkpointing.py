@@ -176,9 +176,12 @@ class Manager:
         names = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
         name = os.path.basename(prefix)
         names = [n for n in names if n != name] + [name]
-        # Relative names keep a run directory movable.
+        # Relative names keep a run directory movable. The directory is passed absolute: given
+        # a relative one, TF rewrites the names relative to it as if they were relative to the
+        # working directory ("ckpt-1" became "../../../../ckpt-1").
         tf.compat.v1.train.update_checkpoint_state(
-            os.fspath(self.directory), name, all_model_checkpoint_paths=names[-self.max_to_keep:])
+            os.path.abspath(self.directory), name,
+            all_model_checkpoint_paths=names[-self.max_to_keep:])
         for old in names[:-self.max_to_keep]:
             remove(os.fspath(self.directory / old))
         return prefix

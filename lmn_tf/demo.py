@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -36,30 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument("--rows", type=int, default=DEFAULTS["rows"],
                         help="evaluation rows to send to the server")
-
-
-def start_server(base_path: pathlib.Path, model_name: str, log_path: pathlib.Path,
-                 timeout: float = 120.0) -> tuple[subprocess.Popen, str, str]:
-    """Starts `lmn-tf serve` on free ports; returns (process, REST URL, gRPC target).
-
-    The server's output goes to ``log_path`` (a pipe nobody drains would block it).
-    """
-    log = open(log_path, "w")  # noqa: SIM115  (the child process keeps writing to it)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lmn_tf", "serve", "--model-base-path", str(base_path),
-         "--model-name", model_name, "--rest-port", "0", "--grpc-port", "0"],
-        stdout=log, stderr=subprocess.STDOUT, text=True)
-    log.close()
-    deadline = time.monotonic() + timeout
-    while True:
-        ports = dict(re.findall(r"(REST|gRPC) listening on (\S+)", log_path.read_text()))
-        if len(ports) == 2:
-            return proc, f"http://{ports['REST']}", ports["gRPC"]
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the server did not start (exit code {proc.poll()}); "
-                               f"see {log_path}")
-        time.sleep(0.2)
 
 
 def wait_until_available(url: str, model_name: str, timeout: float = 120.0) -> None:
@@ -82,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from lmn_tf import train as training
     from lmn_tf.data import schema
     from lmn_tf.export.saved_model import export_saved_model
-    from lmn_tf.serving import predict_grpc, predict_rest
+    from lmn_tf.serving import ServerProcess, predict_grpc, predict_rest
 
     work = pathlib.Path(args.workdir)
     run_dir, base_path = work / "runs" / "lmn", work / "models"
@@ -105,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     print("[3/4] starting the TF-Serving-protocol server on 127.0.0.1", flush=True)
     # TF-Serving's --model_base_path is the model's own folder, holding the versions.
-    server, rest_url, grpc_target = start_server(base_path / "lmn", "lmn", work / "server.log")
+    server = ServerProcess(["--model-base-path", base_path / "lmn", "--model-name", "lmn"],
+                           work / "server.log")
+    rest_url, grpc_target = server.rest, server.grpc
     try:
         wait_until_available(rest_url, "lmn")
         print(f"      REST {rest_url}  gRPC {grpc_target}", flush=True)
@@ -115,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
         rest = predict_rest(rest_url, "lmn", rows)["probability"].reshape(-1)
         grpc_ = predict_grpc(grpc_target, "lmn", rows)["probability"].reshape(-1)
     finally:
-        server.terminate()  # SIGTERM: the server drains in-flight requests and exits 0
-        server.wait(timeout=60)
+        server.stop(timeout=60)  # SIGTERM: the server drains in-flight requests and exits 0
 
     print(f"\n{'row':>3} {'label':>5} {'in-process':>10} {'REST':>10} {'gRPC':>10}")
     for i in range(args.rows):

@@ -1,8 +1,33 @@
 """Shared test set-up: tf-keras before TensorFlow, quiet logs, deterministic seeds."""
 
 import os
+import shutil
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import lmn_tf  # noqa: F401  (binds tf.keras to tf-keras before any test module)
+
+
+@pytest.fixture
+def ml100k_copy(tmp_path, monkeypatch):
+    """Factory: ``ml100k_copy(n)`` copies ML-100K with its first ``n`` ratings into
+    ``tmp_path/ml-100k`` (users and items whole) and points LMN_TF_CACHE at ``tmp_path/cache``;
+    returns the data directory."""
+    from lmn_tf.data import movielens
+
+    def copy(ratings: int) -> Path:
+        monkeypatch.setenv("LMN_TF_CACHE", str(tmp_path / "cache"))
+        src = movielens.data_files("ml-100k")
+        data = tmp_path / "ml-100k"
+        data.mkdir()
+        for ext in ("user", "item"):
+            shutil.copy(src[ext], data / f"ml-100k.{ext}")
+        with open(src["inter"], "rb") as f:  # bytes: the copy keeps the file's line endings
+            (data / "ml-100k.inter").write_bytes(b"".join(f.readlines()[: ratings + 1]))
+        return data
+
+    return copy

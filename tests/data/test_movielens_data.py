@@ -1,7 +1,6 @@
 """MovieLens loading: counts, schema, no future leakage, time split, errors, cache."""
 
 import os
-import shutil
 from collections import Counter
 
 import numpy as np
@@ -127,18 +126,9 @@ def test_split_is_by_global_time(ml100k):
 
 
 @pytest.fixture
-def small_copy(tmp_path, monkeypatch):
+def small_copy(ml100k_copy):
     """A 2,000-rating copy of ML-100K in tmp_path, with its own cache directory."""
-    monkeypatch.setenv("LMN_TF_CACHE", str(tmp_path / "cache"))
-    src = movielens.data_files("ml-100k")
-    data = tmp_path / "ml-100k"
-    data.mkdir()
-    for ext in ("user", "item"):
-        shutil.copy(src[ext], data / f"ml-100k.{ext}")
-    with open(src["inter"], encoding="utf-8", newline="") as f:
-        lines = f.readlines()[:2001]
-    (data / "ml-100k.inter").write_text("".join(lines), encoding="utf-8", newline="")
-    return data
+    return ml100k_copy(2000)
 
 
 def _corrupt(path, lineno, new_line):

@@ -4,7 +4,6 @@ counts, non-numeric ratings, unknown ids, missing columns and files, and an exce
 mid-write are covered in tests/data/test_movielens_data.py.)"""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,17 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def small(tmp_path, monkeypatch):
+def small(ml100k_copy):
     """A 1,000-rating copy of ML-100K in tmp_path, with its own cache directory."""
-    monkeypatch.setenv("LMN_TF_CACHE", str(tmp_path / "cache"))
-    src = movielens.data_files("ml-100k")
-    data = tmp_path / "ml-100k"
-    data.mkdir()
-    for ext in ("user", "item"):
-        shutil.copy(src[ext], data / f"ml-100k.{ext}")
-    with open(src["inter"], "rb") as f:
-        (data / "ml-100k.inter").write_bytes(b"".join(f.readlines()[:1001]))
-    return data
+    return ml100k_copy(1000)
 
 
 def load(data_dir):

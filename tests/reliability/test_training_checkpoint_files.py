@@ -113,3 +113,16 @@ def test_interrupted_save_keeps_the_previous_checkpoint(trained, tmp_path, monke
     metrics = train.train({**CONFIG, "epochs": 2}, run, data=DATA, verbose=0)
     assert metrics["initial_step"] == 6  # resumed from ckpt-1 (6 steps per epoch)
     checkpointing.verify(run / "checkpoints" / "ckpt-2")
+
+
+def test_relative_run_directory_is_resumable_and_movable(tmp_path, monkeypatch):
+    # `lmn-tf train --run-dir runs/x` passes a relative path; the state file must still name
+    # the checkpoint by its bare name, so the run resumes and survives being moved.
+    monkeypatch.chdir(tmp_path)
+    train.train(CONFIG, "runs/a", data=DATA, verbose=0)
+    assert "model_checkpoint_path: \"ckpt-1\"" in (
+        tmp_path / "runs/a/checkpoints/checkpoint").read_text()
+    shutil.move(tmp_path / "runs/a", tmp_path / "moved")
+    train.load_run("moved")  # verifies and restores, or raises
+    assert checkpointing.latest("moved/checkpoints").endswith("ckpt-1")
+    assert train.train({**CONFIG, "epochs": 2}, "moved", data=DATA, verbose=0)["initial_step"] == 6

@@ -7,11 +7,8 @@ server-side batching, is shut down with SIGTERM while requests are in flight.
 import functools
 import json
 import os
-import queue
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -31,6 +28,7 @@ from tensorflow_serving.apis import (
 )
 
 from lmn_tf.serving import (
+    ServerProcess,
     ServingError,
     model_status_grpc,
     predict_grpc,
@@ -106,63 +104,6 @@ def export(model: Ranker, path: str) -> None:
     os.rename(tmp, path)
 
 
-class Server:
-    """``python -m lmn_tf serve ...`` on free ports, stderr logged to a file."""
-
-    def __init__(self, args: list[str], log_path: str):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lmn_tf",
-                "serve",
-                "--rest-port",
-                "0",
-                "--grpc-port",
-                "0",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            env=env,
-        )
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True
-        ).start()
-        ports, deadline = {}, time.monotonic() + 120
-        while len(ports) < 2:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                self.proc.kill()
-                raise RuntimeError(f"server did not start:\n{self.log()}") from None
-            if " listening on 127.0.0.1:" in line:
-                ports[line.split()[0]] = int(line.rsplit(":", 1)[1])
-        self.rest = f"http://127.0.0.1:{ports['REST']}"
-        self.grpc = f"127.0.0.1:{ports['gRPC']}"
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        with open(self.log_path) as f:
-            return f.read()
-
-    def terminate(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self._log.close()
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
@@ -181,7 +122,7 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(base):
-    s = Server(
+    s = ServerProcess(
         [
             "--model-config-file",
             str(base / "models.config"),
@@ -193,7 +134,7 @@ def server(base):
         str(base / "server.log"),
     )
     yield s
-    assert s.terminate() == 0, s.log()
+    assert s.stop() == 0, s.log()
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
@@ -506,7 +447,7 @@ def test_new_version_is_picked_up_under_load_without_failures(server, base):
 
 
 def test_batching_server_finishes_in_flight_requests_on_sigterm(base, tmp_path):
-    s = Server(
+    s = ServerProcess(
         [
             "--model-base-path",
             str(base / "lmn"),
@@ -548,10 +489,10 @@ def test_batching_server_finishes_in_flight_requests_on_sigterm(base, tmp_path):
         assert errors == []
         assert time.monotonic() - started > 2.0  # they really waited for the batch
         np.testing.assert_allclose([results[i] for i in range(3)], want, atol=1e-5)
-        assert s.terminate() == 0, s.log()
+        assert s.stop() == 0, s.log()
         assert "server stopped" in s.log()
     finally:
-        s.terminate()
+        s.stop()
 
 
 @pytest.mark.parametrize("flag", ["--rest", "--grpc"])
@@ -569,3 +510,8 @@ def test_predict_command(server, tmp_path, capsys, flag):
     np.testing.assert_allclose(printed["logit"], expected(ranker(1.0), f)["logit"], atol=1e-5)
     assert main(["predict", flag, target, "--model-name", "nope"]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_server_process_reports_a_failed_start(tmp_path):
+    with pytest.raises(RuntimeError, match=r"exit code 2\).*\n[\s\S]*--no-such-flag"):
+        ServerProcess(["--no-such-flag"], tmp_path / "failed.log")
