@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import subprocess
 import tempfile
 import time
 
@@ -97,6 +98,7 @@ def markdown(results: dict) -> str:
              f"Settings: {s['seeds']} seeds, {s['epochs']} epoch(s), batch {s['batch_size']}, "
              f"train events {results['num_train']:,} (latest), eval events "
              f"{results['num_eval']:,} (earliest of the eval period).  ",
+             *([f"Code: {results['code']}.  "] if results.get("code") else []),
              f"Wall time: {results['wall_seconds'] / 60:.1f} min "
              f"({'complete' if results['complete'] else 'INCOMPLETE'}).", "",
              "| Row | AUC | RelaImpr vs first row | RelaImpr vs DIN | LogLoss | train s/run |",
@@ -149,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args.dataset, args.limit or None, args.eval_limit or None)
     settings = {"dataset": args.dataset, **settings}
     results = {"table": args.table, "settings": settings, "runs": [], "complete": False,
-               "command": "lmn-tf experiment " + " ".join(_argv(args)),
+               "command": "lmn-tf experiment " + " ".join(_argv(args)), "code": code_version(),
                "num_train": len(data[0]["label"]), "num_eval": len(data[1]["label"])}
     extra = json.loads(args.hparams)
     rows = _rows(args.table, args.models, args.num_keys)
@@ -174,6 +176,17 @@ def run(args: argparse.Namespace) -> int:
     _write(out / f"{args.table}{suffix}", results)
     print(markdown(results))
     return 0
+
+
+def code_version() -> str | None:
+    """``git describe`` of the checkout this package runs from (a table says which code made
+    it), None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10, cwd=pathlib.Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return f"commit {out.stdout.strip()}" if out.returncode == 0 else None
 
 
 def _argv(args: argparse.Namespace) -> list[str]:

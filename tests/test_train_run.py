@@ -75,6 +75,8 @@ def test_experiment_writes_tables(tmp_path, capsys):
     assert pooling["auc"] == pytest.approx(expected)
     md = (tmp_path / "results" / "table1_ml100k.md").read_text()
     assert "| pooling |" in md and "Wall time" in md
+    assert results["code"] == experiment.code_version()  # which code made the table
+    assert (f"Code: {results['code']}." in md) == (results["code"] is not None)
 
 
 @pytest.mark.parametrize("argv, expected", [
