@@ -122,7 +122,9 @@ def latest(directory: str | os.PathLike) -> str | None:
     """The prefix the ``checkpoint`` state file of ``directory`` names, None if it has none.
 
     Unlike ``tf.train.latest_checkpoint``, a state file that exists but cannot be parsed, or
-    names files that are gone, is an error rather than "no checkpoint".
+    names files that are gone, is an error rather than "no checkpoint". A reader racing a
+    running job is not: if the named checkpoint vanished because a newer save retired it,
+    the state file now names the newer one, which is returned.
 
     Raises:
         CheckpointError: a garbage state file, or the named checkpoint's index is missing.
@@ -130,13 +132,22 @@ def latest(directory: str | os.PathLike) -> str | None:
     state_path = pathlib.Path(directory) / STATE
     if not state_path.exists():
         return None
+    prefix = _named(directory)
+    for _ in range(3):
+        if os.path.isfile(prefix + ".index"):
+            return prefix
+        prefix, before = _named(directory), prefix
+        if prefix == before:  # no save in between: the state file really names a ghost
+            break
+    raise CheckpointError(f"{prefix}.index: missing, but {state_path} names it")
+
+
+def _named(directory: str | os.PathLike) -> str:
     state = tf.train.get_checkpoint_state(os.fspath(directory))
     if state is None or not state.model_checkpoint_path:
-        raise CheckpointError(f"{state_path}: unreadable checkpoint state file")
-    prefix = state.model_checkpoint_path
-    if not os.path.isfile(prefix + ".index"):
-        raise CheckpointError(f"{prefix}.index: missing, but {state_path} names it")
-    return prefix
+        raise CheckpointError(f"{pathlib.Path(directory) / STATE}: unreadable checkpoint state "
+                              "file")
+    return state.model_checkpoint_path
 
 
 def remove(prefix: str) -> None:

@@ -126,3 +126,22 @@ def test_relative_run_directory_is_resumable_and_movable(tmp_path, monkeypatch):
     train.load_run("moved")  # verifies and restores, or raises
     assert checkpointing.latest("moved/checkpoints").endswith("ckpt-1")
     assert train.train({**CONFIG, "epochs": 2}, "moved", data=DATA, verbose=0)["initial_step"] == 6
+
+
+def test_latest_follows_a_save_that_retires_the_named_checkpoint(trained, tmp_path, monkeypatch):
+    # A reader (e.g. a test or a monitor polling a running job) reads the state file naming
+    # ckpt-1; before it looks at ckpt-1's files, the job saves ckpt-2 and deletes ckpt-1.
+    directory = tmp_path / "checkpoints"
+    shutil.copytree(trained / "checkpoints", directory)
+    real = tf.train.get_checkpoint_state
+
+    def racing(d, *args, **kwargs):
+        state = real(d, *args, **kwargs)
+        if state.model_checkpoint_path.endswith("ckpt-1"):  # the writer moves on meanwhile
+            for f in directory.glob("ckpt-1.*"):
+                f.rename(directory / f.name.replace("ckpt-1", "ckpt-2"))
+            (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n')
+        return state
+
+    monkeypatch.setattr(tf.train, "get_checkpoint_state", racing)
+    assert checkpointing.latest(directory) == str(directory / "ckpt-2")
