@@ -45,10 +45,14 @@ DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval
 TABLE_DEFAULTS = {"table2": {"seeds": 2, "limit": 150_000}}
 
 
+def _defaults(table: str) -> dict:
+    return {**DEFAULTS, **TABLE_DEFAULTS.get(table, {})}
+
+
 def settings_of(args: argparse.Namespace) -> dict:
     """The table's defaults overridden by the flags given on the command line."""
     given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    return {**DEFAULTS, **TABLE_DEFAULTS.get(args.table, {}), **given}
+    return {**_defaults(args.table), **given}
 
 
 def _rows(table: str, models: list[str] | None, keys: list[int] | None):
@@ -191,8 +195,7 @@ def code_version() -> str | None:
 
 def _argv(args: argparse.Namespace) -> list[str]:
     argv = [args.table, "--dataset", args.dataset]
-    defaults = {**DEFAULTS, **TABLE_DEFAULTS.get(args.table, {})}
-    for k, v in defaults.items():
+    for k, v in _defaults(args.table).items():
         if getattr(args, k) != v:
             argv += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
     if args.models:
