@@ -44,9 +44,12 @@ from lmn_tf.models.testing import zero_features
 
 DATASETS = ("ml-1m", "ml-100k", "synthetic")
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,
-            "values_learning_rate": 0.05, "seed": 0, "checkpoint_every": 200}
+            "values_learning_rate": 0.05, "values_initial_accumulator": 0.1, "seed": 0,
+            "checkpoint_every": 200}
 # Config keys a run directory lets change between runs: none alters the trained model's math.
 RESUMABLE_CHANGES = ("epochs", "eval_limit", "num_eval", "checkpoint_every")
+# Config keys newer than some run directories (their default is what those runs did).
+ADDED_KEYS = ("values_initial_accumulator",)
 
 
 def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = None,
@@ -71,8 +74,15 @@ def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = N
     return train, eval_, vocab
 
 
-def make_optimizer(model, learning_rate: float, values_learning_rate: float):
+def make_optimizer(model, learning_rate: float, values_learning_rate: float,
+                   values_initial_accumulator: float = 0.1):
     """Adam for dense variables; Adagrad (sparse updates) for ``model.sparse_variables()``.
+
+    Adagrad's step is ``lr·g / sqrt(accumulator)`` and the accumulator starts at
+    ``values_initial_accumulator`` (tf-keras' default 0.1). A value row's gradient is tiny
+    (each of a batch's thousands of reads adds ``1/B`` of its share), so with 0.1 the rows
+    barely move; a start far below the squared gradients (e.g. 1e-10) makes the first step
+    of a row about ``lr`` per coordinate, as Adam's would be.
 
     The split is resolved lazily at the first step, after the model built its variables.
     """
@@ -86,7 +96,9 @@ def make_optimizer(model, learning_rate: float, values_learning_rate: float):
         return [v for v in model.trainable_variables if v.ref() not in sparse]
 
     return tfrs.experimental.optimizers.CompositeOptimizer([
-        (tf.keras.optimizers.legacy.Adagrad(values_learning_rate), model.sparse_variables),
+        (tf.keras.optimizers.legacy.Adagrad(
+            values_learning_rate, initial_accumulator_value=values_initial_accumulator),
+         model.sparse_variables),
         (adam, dense)])
 
 
@@ -140,7 +152,9 @@ def check_config(run_dir: str | pathlib.Path, config: dict) -> None:
     if not (run / "config.json").is_file() or not (
             (run / "checkpoints").is_dir() or (run / "shards").is_dir()):
         return  # nothing trained yet: the new config simply replaces the old
-    old = json.loads((run / "config.json").read_text())
+    # A key added to DEFAULTS after the run was trained had its default's behaviour then.
+    old = {**{k: v for k, v in DEFAULTS.items() if k in ADDED_KEYS},
+           **json.loads((run / "config.json").read_text())}
     new = json.loads(json.dumps(config))  # tuples -> lists, as stored
     diff = sorted(k for k in {*old, *new} - set(RESUMABLE_CHANGES) if old.get(k) != new.get(k))
     if diff:
@@ -271,10 +285,10 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
     """Trains ``config["model"]`` into ``run_dir`` and returns the eval metrics.
 
     ``config`` needs "model" and "dataset" and may set "hparams", "epochs", "batch_size",
-    "learning_rate", "values_learning_rate", "seed", "limit", "eval_limit",
-    "checkpoint_every" (steps between mid-epoch checkpoints; 0: epoch ends only). ``data``
-    may pass preloaded ``(train, eval, vocab)`` arrays. A run directory's checkpoint is
-    resumed (see the module docstring). Extra Keras ``callbacks`` are appended.
+    "learning_rate", "values_learning_rate", "values_initial_accumulator", "seed", "limit",
+    "eval_limit", "checkpoint_every" (steps between mid-epoch checkpoints; 0: epoch ends
+    only). ``data`` may pass preloaded ``(train, eval, vocab)`` arrays. A run directory's
+    checkpoint is resumed (see the module docstring). Extra Keras ``callbacks`` are appended.
 
     Raises:
         ValueError: an unknown model, or ``run_dir`` holds another config's run.
@@ -296,7 +310,8 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
 
     tf.keras.utils.set_random_seed(config["seed"])
     model = build_model(config["model"], config["vocab"], **config["hparams"])
-    optimizer = make_optimizer(model, config["learning_rate"], config["values_learning_rate"])
+    optimizer = make_optimizer(model, config["learning_rate"], config["values_learning_rate"],
+                               config["values_initial_accumulator"])
     model.compile(optimizer=optimizer)
     ckpt = run_checkpoint(model, optimizer)
     start = time.time()
@@ -338,6 +353,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--values-learning-rate", type=float,
                         default=DEFAULTS["values_learning_rate"],
                         help="Adagrad learning rate of the LMN memory values")
+    parser.add_argument("--values-initial-accumulator", type=float,
+                        default=DEFAULTS["values_initial_accumulator"],
+                        help="Adagrad's starting accumulator for the values (see "
+                             "make_optimizer; 1e-10 lets the values learn at about lr/step)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"],
                         metavar="STEPS",
@@ -381,7 +400,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
     return {"model": args.model, "dataset": args.dataset, "hparams": hparams_from_args(args),
             "epochs": args.epochs, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
-            "values_learning_rate": args.values_learning_rate, "seed": args.seed,
+            "values_learning_rate": args.values_learning_rate,
+            "values_initial_accumulator": args.values_initial_accumulator, "seed": args.seed,
             "limit": args.limit, "eval_limit": args.eval_limit,
             "checkpoint_every": args.checkpoint_every}
 

@@ -72,6 +72,9 @@ class LMNLayer(tf.keras.layers.Layer):
       query_norm: standardise each row/column query dimension over the batch's unmasked
         items (PKM's query BatchNorm, without affine, padding left out; moving averages
         when not training), so queries spread over the keys instead of collapsing.
+      trainable_keys: False keeps the row and column keys at their random initial values
+        (a learned hash: only the queries and the values learn), so no key can grow into a
+        hub that wins every query.
       kernel_initializer: initializer of the MLP kernels.
       key_initializer: default uniform(±key_dim**-0.5), as in PKM.
       value_initializer: default normal(0, value_dim**-0.5), as in PKM.
@@ -116,8 +119,9 @@ class LMNLayer(tf.keras.layers.Layer):
                  head_hidden_units: Sequence[int] = (), activation: str = "relu",
                  memory_loss_weight: float = 1.0, memory_loss_stop_gradient: str = "none",
                  scoring: str = "two_stage", value_store: ValueStore | None = None,
-                 query_norm: bool = False, kernel_initializer="glorot_uniform",
-                 key_initializer=None, value_initializer=None, **kwargs):
+                 query_norm: bool = False, trainable_keys: bool = True,
+                 kernel_initializer="glorot_uniform", key_initializer=None,
+                 value_initializer=None, **kwargs):
         super().__init__(**kwargs)
         sizes = {"num_keys": num_keys, "top_k": top_k, "num_heads": num_heads,
                  "key_dim": key_dim, "value_dim": 1 if value_dim is None else value_dim}
@@ -152,7 +156,7 @@ class LMNLayer(tf.keras.layers.Layer):
         self.memory_loss_weight = float(memory_loss_weight)
         self.memory_loss_stop_gradient, self.scoring = memory_loss_stop_gradient, scoring
         self.value_store = value_store
-        self.query_norm = bool(query_norm)
+        self.query_norm, self.trainable_keys = bool(query_norm), bool(trainable_keys)
         self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
         self.key_initializer = key_initializer and tf.keras.initializers.get(key_initializer)
         self.value_initializer = value_initializer and tf.keras.initializers.get(
@@ -189,8 +193,10 @@ class LMNLayer(tf.keras.layers.Layer):
         key_init = self.key_initializer or tf.keras.initializers.RandomUniform(
             -(d_k**-0.5), d_k**-0.5)
         self.row_keys = self.add_weight(name="row_keys", shape=(h, m, d_k),
+                                        trainable=self.trainable_keys,
                                         initializer=_fresh(key_init))
         self.col_keys = self.add_weight(name="col_keys", shape=(h, m, d_k),
+                                        trainable=self.trainable_keys,
                                         initializer=_fresh(key_init))
         if self.query_norm:  # moving moments of the row and column queries, per dimension
             self.query_moments = {  # string keys: Keras tracks (and checkpoints) the dict
@@ -369,6 +375,7 @@ class LMNLayer(tf.keras.layers.Layer):
             "scoring": self.scoring,
             "value_store": tf.keras.utils.serialize_keras_object(self.value_store),
             "query_norm": self.query_norm,
+            "trainable_keys": self.trainable_keys,
             "kernel_initializer": ser(self.kernel_initializer),
             "key_initializer": self.key_initializer and ser(self.key_initializer),
             "value_initializer": self.value_initializer and ser(self.value_initializer),

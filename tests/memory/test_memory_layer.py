@@ -77,11 +77,13 @@ def test_config_round_trip():
     layer = _layer(value_dim=7, query_hidden_units=(8,), head_hidden_units=(5, 6),
                    activation="tanh", memory_loss_weight=0.25,
                    memory_loss_stop_gradient="query", scoring="broadcast",
-                   key_initializer="zeros", value_initializer="ones", query_norm=True)
+                   key_initializer="zeros", value_initializer="ones", query_norm=True,
+                   trainable_keys=False)
     config = layer.get_config()
     clone = LMNLayer.from_config(config)
     assert clone.get_config() == config
     assert config["num_keys"] == 5 and config["head_hidden_units"] == [5, 6]
+    assert config["trainable_keys"] is False
     rebuilt = tf.keras.layers.deserialize(tf.keras.layers.serialize(layer))
     assert isinstance(rebuilt, LMNLayer) and rebuilt.get_config() == config
 
@@ -165,6 +167,25 @@ def test_sparse_optimizer_recipe_updates_only_rows_read():
     adagrad = optimizer._optimizers_and_vars[0][0]
     accumulator = adagrad.get_slot(layer.value_variables[0], "accumulator").numpy()
     np.testing.assert_array_equal(accumulator[unread], np.float32(0.1))  # untouched: a sparse apply
+
+
+def test_fixed_keys_stay_put_while_queries_and_values_learn():
+    items, user, mask = _inputs()
+    layer = _layer(trainable_keys=False)
+    layer(items, user, mask=mask)
+    keys = {id(layer.row_keys), id(layer.col_keys)}
+    assert keys.isdisjoint(id(v) for v in layer.trainable_variables)
+    assert keys <= {id(v) for v in layer.non_trainable_variables}  # still checkpointed
+    before = [v.numpy() for v in layer.weights]
+    optimizer = tf.keras.optimizers.legacy.SGD(0.5)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(items, user, mask=mask) ** 2) + tf.add_n(layer.losses)
+    grads = tape.gradient(loss, layer.trainable_variables)
+    optimizer.apply_gradients(zip(grads, layer.trainable_variables, strict=True))
+    moved = {v.name for v, b in zip(layer.weights, before, strict=True)
+             if not np.array_equal(v.numpy(), b)}
+    assert not any("keys" in name for name in moved), moved
+    assert any("values" in name for name in moved) and any("query" in name for name in moved)
 
 
 def test_padded_items_change_nothing():

@@ -115,6 +115,26 @@ def test_lmn_values_get_sparse_adagrad_and_only_read_rows_move():
     assert len(moved) > 0 and set(moved) <= set(read)
 
 
+@pytest.mark.parametrize("start", [0.1, 1e-10])
+def test_values_initial_accumulator_reaches_adagrad(start):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, num_keys=16)
+    model(zero_features(1))
+    (values,) = model.sparse_variables()
+    optimizer = make_optimizer(model, 1e-3, 0.1, values_initial_accumulator=start)
+    model.compile(optimizer=optimizer)
+    before = values.numpy().copy()
+    model.train_on_batch(random_features(vocab, 2))
+    step = np.abs(values.numpy() - before).max()
+    accumulator = optimizer.optimizers[0].get_slot(values, "accumulator").numpy()
+    untouched = ~np.any(before != values.numpy(), axis=1)
+    assert untouched.any()
+    np.testing.assert_array_equal(accumulator[untouched], np.float32(start))
+    # Adagrad's first step is lr·g / sqrt(start + g²): about lr when start << g², and far
+    # below it for tf-keras' default start of 0.1 (a batch-mean gradient is small).
+    assert step == pytest.approx(0.1, rel=0.02) if start < 1e-8 else step < 0.05
+
+
 def test_base_uses_plain_adam():
     model = _model("base", schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10))
     assert isinstance(make_optimizer(model, 1e-3, 0.1), tf.keras.optimizers.legacy.Adam)

@@ -4,6 +4,7 @@ ends bit-for-bit where the uninterrupted run ends; a run directory refuses anoth
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,17 @@ def test_a_run_dir_refuses_another_config(uninterrupted):
     with pytest.raises(ValueError, match="past --epochs 2"):
         train.train({**CONFIG, "epochs": 2}, run, data=DATA, verbose=0)
     assert json.loads((run / "config.json").read_text())["batch_size"] == 16  # untouched
+
+
+def test_a_config_key_added_later_keeps_older_runs_resumable(uninterrupted, tmp_path):
+    run = tmp_path / "older"
+    shutil.copytree(uninterrupted[0], run)
+    stored = json.loads((run / "config.json").read_text())
+    del stored["values_initial_accumulator"]  # as written before the key existed
+    (run / "config.json").write_text(json.dumps(stored))
+    assert train.train(CONFIG, run, data=DATA, verbose=0)["initial_step"] > 0  # accepted
+    with pytest.raises(ValueError, match=r"values_initial_accumulator: 0.1 -> 1e-10"):
+        train.train({**CONFIG, "values_initial_accumulator": 1e-10}, run, data=DATA, verbose=0)
 
 
 def test_a_checkpoint_without_optimizer_state_is_refused(tmp_path):
