@@ -2,7 +2,8 @@
 
 How the ranking model consumes the memory (the paper leaves it open; decided here):
 1. Every unmasked history item x queries the memory with the user (the layer's user-aware
-   block, ``M_Q = MLP([x, u])``) and gets a read-out ``M_O(x, u)`` (B, L, d_v).
+   block, ``M_Q = MLP([x, u])``; ``query_user_id=False`` leaves the id out of u) and gets
+   a read-out ``M_O(x, u)`` (B, L, d_v).
 2. ``target_query=True`` (default): the target item queries the memory too, with the same
    user, in the same call (appended as position L), so its read-out ``M_O(target, u)`` says
    what the global memory recalls about this user-item pair. It is concatenated to the MLP
@@ -40,6 +41,10 @@ class LMN(DIN):
         target_query: whether the target item also queries the memory.
         stop_gradient: the layer's ``memory_loss_stop_gradient``: "none" (paper), "query"
             (M_Q is a fixed target) or "readout".
+        query_user_id: whether the memory queries see the user-id embedding (the paper's
+            user-aware block sees the whole user). False gives them only the profile fields
+            (gender, age, occupation, zip), which every user's samples train: a user unseen
+            in training then queries like similar users instead of with a random embedding.
         memory_options: further ``LMNLayer`` keyword arguments (e.g. scoring, key_dim).
         value_store: the layer's ``ValueStore`` (e.g. Horovod's sharded store); not an hparam.
         **kwargs: ``DIN`` arguments.
@@ -58,7 +63,8 @@ class LMN(DIN):
     def __init__(self, vocab, num_keys: int = 300, top_k: int = 8, num_heads: int = 1,
                  memory_loss_weight: float = 0.1, value_dim: int = 32,
                  readout: str = "attended", target_query: bool = True,
-                 stop_gradient: str = "none", memory_options: dict | None = None,
+                 stop_gradient: str = "none", query_user_id: bool = True,
+                 memory_options: dict | None = None,
                  attention_units=(80, 40), value_store=None, **kwargs):
         super().__init__(vocab, attention_units=attention_units, **kwargs)
         if readout not in READOUTS:
@@ -66,6 +72,7 @@ class LMN(DIN):
         from lmn_tf.memory.layer import LMNLayer
 
         self.readout, self.target_query = readout, target_query
+        self.query_user_id = query_user_id
         self.memory = LMNLayer(num_keys=num_keys, top_k=top_k, num_heads=num_heads,
                                memory_loss_weight=memory_loss_weight, value_dim=value_dim,
                                memory_loss_stop_gradient=stop_gradient, value_store=value_store,
@@ -84,6 +91,8 @@ class LMN(DIN):
             items_mask = tf.concat([mask, tf.ones_like(mask[:, :1])], 1)
         else:
             items, items_mask = seq, mask
+        if not self.query_user_id:  # FeatureStack.user puts the id's embedding first
+            user = user[:, self.embedding_dim:]  # (B, 4d): the profile fields
         read = self.memory(items, user, mask=items_mask, training=training)  # (B, L(+1), d_v)
         history = read[:, :length]
         out = [self.attention(item, seq, mask)]  # DIN's interest, reusing seq's lookup

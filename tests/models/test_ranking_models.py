@@ -135,6 +135,22 @@ def test_values_initial_accumulator_reaches_adagrad(start):
     assert step == pytest.approx(0.1, rel=0.02) if start < 1e-8 else step < 0.05
 
 
+@pytest.mark.parametrize("query_user_id", [True, False])
+def test_lmn_memory_queries_see_the_user_id_only_if_asked(query_user_id):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, query_user_id=query_user_id)
+    f = random_features(vocab, 4)
+    other = {**f, "user_id": f["user_id"] % (vocab.num_users - 1) + 1}  # every id changes
+    assert not np.any(other["user_id"].numpy() == f["user_id"].numpy())
+
+    def memory_features(feats):  # DIN's attention ignores the user; the read-outs follow it
+        return tf.concat(model.interest(feats, model.features.user(feats),
+                                        model.features.target(feats), False), -1).numpy()
+
+    same = np.allclose(memory_features(f), memory_features(other), atol=1e-6)
+    assert same != query_user_id
+
+
 def test_base_uses_plain_adam():
     model = _model("base", schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10))
     assert isinstance(make_optimizer(model, 1e-3, 0.1), tf.keras.optimizers.legacy.Adam)
