@@ -6,8 +6,8 @@ For each run directory (any model; the memory columns need an LMN run), on ML-1M
   training window) and cold users (none): does a model win or lose everywhere?
 - LMN only, ``auc_values_permuted``: the AUC with the memory's value rows shuffled (a fixed
   permutation). If the memory stored something the model relies on, this falls.
-- LMN only, slot use on the first ``--rows`` evaluation events (every history item and the
-  target query, as ``LMN.interest`` does): coverage, usage entropy, top-1% share.
+- LMN only, slot use on the first ``--rows`` evaluation events (the memory's queries, from
+  ``LMN.memory_inputs`` as in training): coverage, usage entropy, top-1% share.
 - LMN only, from the checkpoint's sparse optimizer (legacy Adagrad): value rows whose
   accumulator left its start (rows updated; at the default start 0.1, float32 hides squared
   gradients below about 4e-9), and the largest accumulator entry.
@@ -40,11 +40,10 @@ def slot_use(model, batch: dict) -> dict[str, float]:
     memory = model.memory
     seq, mask = model.sequence(batch)  # (B, L, d), (B, L)
     target = model.target_item(model.features.target(batch))  # (B, d)
-    items = tf.concat([seq, target[:, None]], 1)  # (B, L + 1, d), target last
-    mask = tf.concat([mask, tf.ones_like(mask[:, :1])], 1)
+    items, user, mask = model.memory_inputs(seq, mask, target, model.features.user(batch))
     weight, memory.memory_loss_weight = memory.memory_loss_weight, 0.0  # read, add no loss
     try:
-        _, slots = memory(items, model.features.user(batch), mask=mask, return_slots=True)
+        _, slots = memory(items, user, mask=mask, return_slots=True)
     finally:
         memory.memory_loss_weight = weight
     metrics = slot_usage_metrics(memory.num_slots)

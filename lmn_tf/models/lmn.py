@@ -82,18 +82,26 @@ class LMN(DIN):
             if not target_query:
                 self.query_projection = tf.keras.layers.Dense(value_dim, name="query_projection")
 
+    def memory_inputs(self, seq, mask, item, user):
+        """``(items, user, mask)`` the memory is called with (design points 1 and 2).
+
+        ``seq`` (B, L, d) and ``mask`` (B, L) are the history's, ``item`` (B, d) the target's,
+        ``user`` (B, 5d) the user features; the target is position L when it queries too.
+        """
+        if self.target_query:
+            seq = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
+            mask = tf.concat([mask, tf.ones_like(mask[:, :1])], 1)
+        if not self.query_user_id:  # FeatureStack.user puts the id's embedding first
+            user = user[:, self.embedding_dim:]  # (B, 4d): the profile fields
+        return seq, user, mask
+
     def interest(self, features, user, target, training):
         seq, mask = self.sequence(features)  # (B, L, d), (B, L)
         item = self.target_item(target)  # (B, d)
         length = tf.shape(seq)[1]
-        if self.target_query:
-            items = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
-            items_mask = tf.concat([mask, tf.ones_like(mask[:, :1])], 1)
-        else:
-            items, items_mask = seq, mask
-        if not self.query_user_id:  # FeatureStack.user puts the id's embedding first
-            user = user[:, self.embedding_dim:]  # (B, 4d): the profile fields
-        read = self.memory(items, user, mask=items_mask, training=training)  # (B, L(+1), d_v)
+        items, query_user, items_mask = self.memory_inputs(seq, mask, item, user)
+        read = self.memory(items, query_user, mask=items_mask,
+                           training=training)  # (B, L(+1), d_v)
         history = read[:, :length]
         out = [self.attention(item, seq, mask)]  # DIN's interest, reusing seq's lookup
         if self.target_query:

@@ -104,11 +104,9 @@ def test_lmn_values_get_sparse_adagrad_and_only_read_rows_move():
     model.compile(optimizer=optimizer)
     f = random_features(vocab, 2)
     before = values.numpy().copy()
-    _, slots = model.memory(tf.concat([model.features.item(f["hist_item_ids"]),
-                                       model.features.item(f["item_id"])[:, None]], 1),
-                            model.features.user(f),
-                            mask=tf.concat([f["hist_item_ids"] != 0,
-                                            tf.ones((2, 1), tf.bool)], 1), return_slots=True)
+    items, user, mask = model.memory_inputs(*model.sequence(f), model.features.item(f["item_id"]),
+                                            model.features.user(f))
+    _, slots = model.memory(items, user, mask=mask, return_slots=True)
     model.train_on_batch(f)
     moved = np.flatnonzero(np.any(before != values.numpy(), axis=1))
     read = np.unique(slots.numpy()[slots.numpy() >= 0])
