@@ -10,6 +10,7 @@ the base path. Example:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 
@@ -96,6 +97,9 @@ def _batching(args: argparse.Namespace) -> BatchingConfig | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A crash inside TensorFlow's C++ (seen once: SIGSEGV during a version swap under load,
+    # on a loaded CI machine) then leaves every thread's Python stack in the server's log.
+    faulthandler.enable()
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
