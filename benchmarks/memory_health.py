@@ -30,7 +30,7 @@ import lmn_tf  # noqa: F401  (tf-keras before TensorFlow)
 from lmn_tf import checkpointing, evaluation
 from lmn_tf.data import make_dataset
 from lmn_tf.memory import slot_usage_metrics
-from lmn_tf.train import load_data, load_run
+from lmn_tf.train import DEFAULTS, load_data, load_run
 
 ACCUMULATOR = "model/memory/values/.OPTIMIZER_SLOT/optimizer/Optimizer0/accumulator/" \
               ".ATTRIBUTES/VARIABLE_VALUE"
@@ -58,7 +58,7 @@ def updated_rows(run_dir: str, config: dict) -> dict[str, float]:
     if not reader.has_tensor(ACCUMULATOR):
         return {}
     acc = reader.get_tensor(ACCUMULATOR)  # (n, d_v), every entry starts at `start`
-    start = config.get("values_initial_accumulator", 0.1)
+    start = {**DEFAULTS, **config}["values_initial_accumulator"]  # older runs lack the key
     return {"value_rows_updated": int((acc != np.float32(start)).any(1).sum()),
             "value_rows": int(acc.shape[0]), "accumulator_max": float(acc.max())}
 

@@ -75,7 +75,7 @@ def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = N
 
 
 def make_optimizer(model, learning_rate: float, values_learning_rate: float,
-                   values_initial_accumulator: float = 0.1):
+                   values_initial_accumulator: float = DEFAULTS["values_initial_accumulator"]):
     """Adam for dense variables; Adagrad (sparse updates) for ``model.sparse_variables()``.
 
     Adagrad's step is ``lr·g / sqrt(accumulator)`` and the accumulator starts at
