@@ -80,7 +80,10 @@ def _train_step(layer, inputs, xla, dense=False):
     @tf.function(jit_compile=xla)
     def grads():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(layer(items, user, mask=mask) ** 2) + tf.add_n(layer.losses)
+            # training=True: the real train step (its backward is O(K) per query); without
+            # it the layer takes the inference path, whose top-k gradient is O(√n).
+            out = layer(items, user, mask=mask, training=True)
+            loss = tf.reduce_mean(out**2) + tf.add_n(layer.losses)
         return loss, tape.gradient(loss, layer.trainable_variables)
 
     @tf.function
