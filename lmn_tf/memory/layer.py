@@ -6,11 +6,15 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from lmn_tf.memory import ops
 from lmn_tf.memory.scoring import SCORING
 from lmn_tf.memory.values import LocalValues, ValueStore
 
 STOP_GRADIENT = ("none", "query", "readout")
 _EPSILON = 1e-3  # query_norm's variance epsilon
+# The selection each mode runs: "two_stage" through the C++ kernel when it is built (same
+# slots, order and scores as scoring.two_stage_top_k, which it falls back to).
+SELECTION = {**SCORING, "two_stage": ops.two_stage_top_k}
 
 
 def _fresh(init: tf.keras.initializers.Initializer) -> tf.keras.initializers.Initializer:
@@ -274,7 +278,7 @@ class LMNLayer(tf.keras.layers.Layer):
         s_row, s_col = (tf.stop_gradient(tf.cast(tf.einsum("blhd,hmd->blhm", q, keys),
                                                  tf.float32))  # (B, L, H, √n)
                         for q, keys in ((q_row, self.row_keys), (q_col, self.col_keys)))
-        _, slots = SCORING[self.scoring](s_row, s_col, self.top_k)  # (B, L, H, K)
+        _, slots = SELECTION[self.scoring](s_row, s_col, self.top_k)  # (B, L, H, K)
         scores = (self._winner_scores(q_row, self.row_keys, slots // self.num_keys)
                   + self._winner_scores(q_col, self.col_keys, slots % self.num_keys))
         return m_q, scores, slots
@@ -305,7 +309,8 @@ class LMNLayer(tf.keras.layers.Layer):
                         for mlp, keys, axis in ((self.row_query_mlp, self.row_keys, "row"),
                                                 (self.col_query_mlp, self.col_keys, "col")))
         split = tf.concat([shape[:2], [self.num_heads, self.num_keys]], 0)
-        scores, slots = SCORING[self.scoring](tf.reshape(s_row, split), tf.reshape(s_col, split),
+        scores, slots = SELECTION[self.scoring](tf.reshape(s_row, split),
+                                                tf.reshape(s_col, split),
                                               self.top_k)  # (B, L, H, K)
         d_v = (rest[-1] if rest else first).units
         return tf.reshape(m_q, tf.concat([shape[:2], [d_v]], 0)), scores, slots
