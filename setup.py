@@ -5,7 +5,36 @@ hashes the block between the ``pins:`` markers to key a reusable virtualenv, so 
 pin rebuilds the environment (Horovod included) and nothing else does.
 """
 
-from setuptools import find_packages, setup
+import importlib.util
+import sys
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+
+class BuildSelectionKernel(build_ext):
+    """Compiles lmn_tf/memory/ops' kernel against the installed TensorFlow (build.py's flags).
+
+    ``pip install -e .`` builds it in place, a wheel build into the wheel. Without an
+    importable TensorFlow (e.g. an isolated build) or on a compiler error it is skipped with
+    a message: the package then runs the stock TensorFlow selection and warns once.
+    """
+
+    def build_extension(self, ext):
+        spec = importlib.util.spec_from_file_location(
+            "lmn_ops_build", Path(__file__).parent / "lmn_tf/memory/ops/build.py")
+        build = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(build)  # by path: importing lmn_tf would need its deps
+        try:
+            build.build_library(Path(self.get_ext_fullpath(ext.name)))
+        except Exception as err:  # ImportError, CalledProcessError, OSError
+            print(f"lmn-tf: skipping the selection kernel ({err!r}); the stock TensorFlow "
+                  "path will be used", file=sys.stderr)
+
+    def get_ext_filename(self, ext_name):  # a plain .so name, as the loader expects
+        return ext_name.replace(".", "/") + ".so"
+
 
 # pins:begin
 TENSORFLOW = [
@@ -51,4 +80,8 @@ setup(
         "notebooks": NOTEBOOKS,
     },
     entry_points={"console_scripts": ["lmn-tf=lmn_tf.cli:main"]},
+    # The selection kernel: compiled by BuildSelectionKernel, not by setuptools' compiler.
+    ext_modules=[Extension("lmn_tf.memory.ops._two_stage_top_k",
+                           ["lmn_tf/memory/ops/two_stage_top_k_op.cc"])],
+    cmdclass={"build_ext": BuildSelectionKernel},
 )

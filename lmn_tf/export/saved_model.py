@@ -18,6 +18,7 @@ from lmn_tf.export.serving_values import serving_stores
 from lmn_tf.export.signature import SIGNATURE_KEY, example_features, serving_function
 from lmn_tf.export.versions import atomic_version_dir, next_version
 from lmn_tf.export.warmup import write_warmup
+from lmn_tf.memory.ops import stock_selection
 
 VALUES_DTYPES = {"float32": tf.float32, "float16": tf.float16, "bfloat16": tf.bfloat16}
 
@@ -52,7 +53,7 @@ def _read_variables(fn: tf.types.experimental.ConcreteFunction,
 def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
                        version: int | None = None, values_dtype: str = "float32",
                        warmup: Mapping[str, np.ndarray] | None = None,
-                       write: bool = True) -> str | None:
+                       write: bool = True, custom_ops: bool = False) -> str | None:
     """Exports ``model`` as a TF-Serving SavedModel and returns the version directory.
 
     Args:
@@ -67,6 +68,10 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
         write: ``False`` only consolidates the value table and writes nothing. Under
             Horovod with sharded values every rank must call this (``full_table`` is a
             collective) with ``write=is_chief()``.
+        custom_ops: ``False`` (default) traces the memory's selection with stock TensorFlow
+            ops only, which stock ``tensorflow_model_server`` can load. ``True`` keeps the
+            C++ selection kernel (``LmnTwoStageTopK``) in the graph: faster, but only for a
+            TF-Serving built with that op (export/README.md).
 
     Returns:
         The path of the new version directory (``None`` when ``write`` is ``False``).
@@ -100,7 +105,11 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
     with serving_stores(model, VALUES_DTYPES[values_dtype]) as stores:
         if not write:
             return None
-        fn = serving_function(model)
+        if custom_ops:
+            fn = serving_function(model)
+        else:
+            with stock_selection():
+                fn = serving_function(model)
     variables = _read_variables(fn, [*model.variables, *(s.table for s in stores)])
     warmup = example_features() if warmup is None else warmup
     try:  # TF-Serving refuses to load a version whose warm-up requests fail

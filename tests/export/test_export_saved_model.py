@@ -256,3 +256,20 @@ def test_unbuilt_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no variables"):
         export_saved_model(build_model("lmn", VOCAB, **TINY), str(tmp_path), "lmn")
     assert not os.path.exists(tmp_path / "lmn")
+
+
+def test_export_holds_stock_ops_only(model, features, exported, tmp_path):
+    # In process the layer selects with the C++ kernel (when built); stock TF-Serving cannot
+    # load it, so the default export traces the stock ops. custom_ops=True keeps the kernel.
+    from lmn_tf.memory.ops import selection
+
+    stock = set(dir(tf.raw_ops))  # every op TensorFlow itself registers a wrapper for
+    _, meta = run_session(exported, features)
+    calls = {f.signature.name for f in meta.graph_def.library.function}  # function calls
+    assert function_ops(meta) - calls <= stock, function_ops(meta) - calls - stock
+    assert selection.OP_NAME not in stock
+    if selection.kernel_available():
+        path = export_saved_model(model, str(tmp_path), "lmn", warmup=features,
+                                  custom_ops=True)
+        _, meta = run_session(path, features)
+        assert selection.OP_NAME in function_ops(meta)

@@ -88,7 +88,7 @@ def two_stage_top_k(s_row: tf.Tensor, s_col: tf.Tensor, k: int) -> tuple[tf.Tens
         raise ValueError("`s_row` and `s_col` must have the same shape. Received: "
                          f"{s_row.shape} and {s_col.shape}")
     m = s_row.shape[-1]
-    if not 1 <= k or (m is not None and k > m):
+    if k < 1 or (m is not None and k > m):
         raise ValueError(f"`k` must be in [1, m]. Received: k={k}, m={m}")
     return tuple(load_library().lmn_two_stage_top_k(s_row, s_col, k=k))
 
