@@ -4,6 +4,8 @@
     python benchmarks/layer_bench.py --quick    # √n 100 and 1000, H = 1, fewer steps
     python benchmarks/layer_bench.py --sqrt-n 3000 --forward-only --no-xla --block-min-keys 0
                                                 # per-axis top-K without block pruning
+    python benchmarks/layer_bench.py --sqrt-n 100 300 1000 --no-xla --warmup 1 \
+        --broadcast-gb 0 --selection kernel stock   # the C++ selection kernel vs stock ops
 
 Prints a table and writes benchmarks/results/layer_bench.json. A train step is forward,
 memory loss, gradient and a CompositeOptimizer step (values: legacy Adagrad, sparse; the
@@ -30,6 +32,7 @@ from tqdm import tqdm
 
 from lmn_tf.memory import LMNLayer, slot_usage_metrics  # sets tf-keras before tf.keras is used
 from lmn_tf.memory import scoring as selection
+from lmn_tf.memory.ops import kernel_available, stock_selection
 
 OUT = Path(__file__).parent / "results" / "layer_bench.json"
 
@@ -97,7 +100,10 @@ def _train_step(layer, inputs, xla, dense=False):
     return step
 
 
-def _time(args, layer, phase, xla, batch, scoring="two_stage"):
+def _time(args, layer, phase, xla, batch, scoring="two_stage", path="kernel"):
+    if path == "stock":  # the path is chosen when the function is traced, in _median_ms
+        with stock_selection():
+            return _time(args, layer, phase, xla, batch, scoring, "kernel")
     inputs = _inputs(batch, args)
     layer.scoring = scoring  # read when a function is traced: one layer serves both modes
     if phase == "forward":
@@ -151,8 +157,13 @@ def main(argv=None) -> int:
     parser.add_argument("--block-min-keys", type=int, default=selection.BLOCK_MIN_KEYS,
                         help="per-axis block pruning from this many keys (0: never), "
                         "for before/after comparisons")
+    parser.add_argument("--selection", nargs="+", choices=("kernel", "stock"),
+                        default=["kernel"], help="two-stage selection paths to time: the C++ "
+                        "kernel (lmn_tf.memory.ops) and/or the stock TF ops")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    if "kernel" in args.selection and not kernel_available():
+        parser.error("the selection kernel is not built (pip install -e .)")
     if args.quick:
         args.sqrt_n, args.heads, args.steps, args.warmup = [100, 1000], [1], 3, 1
     selection.BLOCK_MIN_KEYS = args.block_min_keys or 2**31  # read when a function is traced
@@ -178,22 +189,27 @@ def main(argv=None) -> int:
             phases.append("train_adam")
         for xla in (False,) if args.no_xla else (False, True):
             for phase in phases if not xla else phases[:2]:
-                rows.append({"sqrt_n": sqrt_n, "heads": heads, "xla": xla, "phase": phase,
-                             "batch": args.batch, "scoring": "two_stage",
-                             **_time(args, layer, phase, xla, args.batch)})
+                for path in args.selection:
+                    rows.append({"sqrt_n": sqrt_n, "heads": heads, "xla": xla, "phase": phase,
+                                 "batch": args.batch, "scoring": "two_stage",
+                                 "selection": path,
+                                 **_time(args, layer, phase, xla, args.batch, path=path)})
             # Broadcast vs two-stage on equal work, forward only (its train step is worse).
             if fit >= 1:
                 for scoring in ("broadcast", "two_stage") if fit < args.batch else ("broadcast",):
                     rows.append({"sqrt_n": sqrt_n, "heads": heads, "xla": xla,
                                  "phase": "forward", "batch": fit, "scoring": scoring,
-                                 **_time(args, layer, "forward", xla, fit, scoring)})
+                                 "selection": args.selection[0],
+                                 **_time(args, layer, "forward", xla, fit, scoring,
+                                         path=args.selection[0])})
         del layer
         gc.collect()
         tf.keras.backend.clear_session()
         save()
     diagnostics = {s: _diagnostics_ms(args, s) for s in args.sqrt_n}
 
-    def ms(field="ms", **key):
+    def ms(field="ms", selection=args.selection[0], **key):
+        key["selection"] = selection
         found = [r[field] for r in rows if all(r[k] == v for k, v in key.items())]
         return found[0] if found else None
 
@@ -228,6 +244,21 @@ def main(argv=None) -> int:
                     ratios[name] = round(a / b, 2)
     for name, value in ratios.items():
         print(f"{name}: {value}x (target <= 1.3x)")
+    if len(args.selection) > 1:  # kernel vs stock selection, same layer, same run
+        print(f"\n{'sqrt_n':>6} {'H':>2} {'xla':>5} {'phase':>7} {'kernel ms':>10} "
+              f"{'stock ms':>9} {'kernel/stock':>12} {'cpu ratio':>9}")
+        for sqrt_n, heads in grid:
+            for xla in (False,) if args.no_xla else (False, True):
+                for phase in ("forward",) if args.forward_only else ("forward", "train"):
+                    key = {"sqrt_n": sqrt_n, "heads": heads, "xla": xla, "phase": phase,
+                           "scoring": "two_stage", "batch": args.batch}
+                    got = {p: (ms(selection=p, **key), ms("cpu_ms", selection=p, **key))
+                           for p in ("kernel", "stock")}
+                    (kw, kc), (sw, sc) = got["kernel"], got["stock"]
+                    wall = f"{kw / sw:.2f}x" if kw and sw else "-"
+                    cpu = f"{kc / sc:.2f}x" if kc and sc else "-"
+                    print(f"{sqrt_n:>6} {heads:>2} {xla!s:>5} {phase:>7} {fmt(kw):>10} "
+                          f"{fmt(sw):>9} {wall:>12} {cpu:>9}")
     print("diagnostics update+result per batch (ms): "
           + ", ".join(f"n={s * s}: {v:.1f}" for s, v in diagnostics.items()))
     save(train_ratios=ratios, diagnostics_ms=diagnostics)

@@ -10,6 +10,7 @@ import tensorflow as tf
 from lmn_tf.distributed import checkpoint, training
 from lmn_tf.distributed.values import AlltoallValues
 from lmn_tf.memory import LMNLayer
+from lmn_tf.memory.ops import selection
 from lmn_tf.memory.values import LocalValues
 
 training.init()
@@ -62,7 +63,7 @@ sharded = build(AlltoallValues())
 checkpoint.copy_weights(local, sharded)  # local -> shards: the same model on every rank
 value_index = next(i for i, w in enumerate(sharded.trainable_weights)
                if w is sharded.value_variables[0])
-result = {}
+result = {"selection_kernel": selection.kernel_available()}  # which path the layer ran
 for mode, fn in [("eager", grads), ("function", tf.function(grads))]:
     out_s, loss_s, g_s = fn(sharded, *inputs_for(rank))
     out_l, loss_l, g_l = grads(local, *inputs_for(rank))

@@ -9,14 +9,20 @@ from hvdrun import horovodrun
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def layer_job(tmp_path_factory):
-    return horovodrun("_worker_layer.py", 2, tmp_path_factory.mktemp("layer"), timeout=90)
+@pytest.fixture(scope="module", params=["kernel", "stock"])
+def layer_job(request, tmp_path_factory):
+    # Both selection paths: the C++ kernel (built by pip install -e .) and the stock ops.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LMN_TF_SELECTION_KERNEL", "1" if request.param == "kernel" else "0")
+        job = horovodrun("_worker_layer.py", 2, tmp_path_factory.mktemp("layer"), timeout=90)
+    job.selection = request.param
+    return job
 
 
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_layer_sharded_equals_local(layer_job, mode):
     for rank, result in enumerate(layer_job.results):
+        assert result["selection_kernel"] == (layer_job.selection == "kernel"), (rank, result)
         r = result[mode]
         assert r["num_weights"] == 11, (rank, r)
         assert max(r["out"], r["loss"], r["dense_grads"], r["values_grad"]) <= TOL, (rank, r)
