@@ -32,6 +32,12 @@ class BuildSelectionKernel(build_ext):
             print(f"lmn-tf: skipping the selection kernel ({err!r}); the stock TensorFlow "
                   "path will be used", file=sys.stderr)
 
+    def build_extensions(self):
+        super().build_extensions()
+        # A skipped kernel is no output: nothing to copy in place or to put in the wheel.
+        self.extensions = [e for e in self.extensions
+                           if Path(self.get_ext_fullpath(e.name)).exists()]
+
     def get_ext_filename(self, ext_name):  # a plain .so name, as the loader expects
         return ext_name.replace(".", "/") + ".so"
 
