@@ -203,3 +203,12 @@ def test_layer_identical_with_either_path(kernel, training, heads):
     for got, want in zip(with_op[2], stock[2], strict=True):
         got, want = (tf.convert_to_tensor(g).numpy() for g in (got, want))
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_xla_takes_the_stock_path(kernel):
+    # The kernel has no XLA implementation: under jit_compile the wrapper traces stock ops.
+    rng = np.random.default_rng(2)
+    s_row, s_col = (tf.constant(rng.normal(size=(3, 50)), tf.float32) for _ in range(2))
+    got = tf.function(lambda: selection.two_stage_top_k(s_row, s_col, 5), jit_compile=True)()
+    want = kernel(s_row, s_col, k=5)
+    np.testing.assert_array_equal(got[1].numpy(), want[1].numpy())

@@ -6,7 +6,8 @@ path ran. The kernel library (``_two_stage_top_k.so`` beside this file, built by
 ``pip install`` or ``python lmn_tf/memory/ops/build.py``) is loaded once, on first use; if it
 is missing or fails to load, one warning says so and the stock path is used from then on.
 
-The path is chosen when a function is traced. ``stock_selection()`` forces the stock path
+The path is chosen when a function is traced. Under XLA (``jit_compile=True``) it is always the
+stock path: the kernel has no XLA implementation. ``stock_selection()`` forces the stock path
 inside its ``with`` block (the TF-Serving export: stock ``tensorflow_model_server`` cannot
 load custom ops), and ``LMN_TF_SELECTION_KERNEL=0`` in the environment disables the kernel
 for the whole process.
@@ -22,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.ops import control_flow_util
 
 from lmn_tf.memory import scoring
 
@@ -76,11 +79,12 @@ def stock_selection() -> Iterator[None]:
 def two_stage_top_k(s_row: tf.Tensor, s_col: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
     """``scoring.two_stage_top_k``: (..., m) row and column scores -> scores, slot ids (..., K).
 
-    The kernel takes float32 scores and a static ``k``; anything else takes the stock path.
+    The kernel takes float32 scores and a static ``k`` outside XLA; anything else takes the
+    stock path.
     """
     s_row, s_col = tf.convert_to_tensor(s_row), tf.convert_to_tensor(s_col)
     if (s_row.dtype != tf.float32 or s_col.dtype != tf.float32 or not isinstance(k, int)
-            or not kernel_available()):
+            or _in_xla() or not kernel_available()):
         return scoring.two_stage_top_k(s_row, s_col, k)
     if s_row.shape.rank is not None and s_row.shape.rank < 1:
         raise ValueError(f"scores must have rank >= 1. Received: s_row.shape={s_row.shape}")
@@ -91,6 +95,12 @@ def two_stage_top_k(s_row: tf.Tensor, s_col: tf.Tensor, k: int) -> tuple[tf.Tens
     if k < 1 or (m is not None and k > m):
         raise ValueError(f"`k` must be in [1, m]. Received: k={k}, m={m}")
     return tuple(load_library().lmn_two_stage_top_k(s_row, s_col, k=k))
+
+
+def _in_xla() -> bool:
+    # No public API says whether the graph being traced is a jit_compile function (or
+    # inside one); this private helper is what TF's own ops use to pick XLA-friendly code.
+    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
 
 
 @tf.RegisterGradient(OP_NAME)
