@@ -89,20 +89,23 @@ inline bool AnyReaching(const float* x, float thr) {
 }
 
 // A score t that at least k of x[0..m) reach (so the k-th best is >= t), or -inf if none is
-// found. Split x into about 2k blocks: the k-th largest block maximum is such a t, as k
-// distinct blocks each hold an element >= t. For random scores it lies close below the
-// k-th best, so the scan that follows looks at few scores individually.
+// found. Deal x into 2k disjoint strided sets (column c: x[c], x[c + 2k], ...; needs
+// m >= 2k): the k-th largest set maximum is such a t, as k distinct sets each hold an
+// element >= t. Column-wise maxima are an element-wise select over rows of 2k scores, which
+// the compiler vectorises (a max over one contiguous block would be a serial reduction).
+// For random scores t lies close below the k-th best, so the scan looks at few scores.
 float LowerBound(const float* x, int m, int k, float* maxima) {
-  const int size = std::max(1, m / (2 * k));
-  const int blocks = std::min(m / size, 2 * k);  // the tail, if any, is left out
-  for (int b = 0; b < blocks; ++b) {
-    float best = -std::numeric_limits<float>::infinity();  // NaN never wins a compare
-    for (int j = b * size; j < (b + 1) * size; ++j) best = x[j] > best ? x[j] : best;
-    maxima[b] = best;
+  const int width = 2 * k;
+  const int rows = m / width;  // the tail, if any, is left out
+  for (int c = 0; c < width; ++c) maxima[c] = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < rows; ++r) {
+    const float* row = x + r * width;
+    for (int c = 0; c < width; ++c) maxima[c] = row[c] > maxima[c] ? row[c] : maxima[c];
   }
-  if (blocks < k) return -std::numeric_limits<float>::infinity();
-  std::nth_element(maxima, maxima + k - 1, maxima + blocks, std::greater<float>());
-  // A maximum of -inf may come from a block of NaNs, which reach no number: no bound then.
+  if (rows == 0) return -std::numeric_limits<float>::infinity();
+  std::nth_element(maxima, maxima + k - 1, maxima + width, std::greater<float>());
+  // A maximum of -inf may come from a set of NaNs (NaN never wins a compare), which reach no
+  // number: the caller then scans without a bound.
   return maxima[k - 1];
 }
 
