@@ -45,28 +45,46 @@ from lmn_tf.models.testing import zero_features
 DATASETS = ("ml-1m", "ml-100k", "synthetic")
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,
             "values_learning_rate": 0.05, "values_initial_accumulator": 0.1, "seed": 0,
-            "checkpoint_every": 200}
+            "checkpoint_every": 200, "history": "rated"}
 # Config keys a run directory lets change between runs: none alters the trained model's math.
 RESUMABLE_CHANGES = ("epochs", "eval_limit", "num_eval", "checkpoint_every")
 # Config keys newer than some run directories (their default is what those runs did).
 ADDED_KEYS = ("values_initial_accumulator",)
+# Config keys whose default changed: a config without the key ran with the old value.
+LEGACY = {"history": "positive"}
+
+
+def history_of(config: dict) -> str:
+    """Which events a run's sequences hold (``schema.HISTORIES``); configs written before the
+    key existed trained on positive-only sequences."""
+    return config.get("history", LEGACY["history"])
+
+
+def model_hparams(config: dict) -> dict:
+    """The model constructor arguments of a config: a run from before the feedback-aware
+    sequences (no "history" key) built its models without rating embeddings."""
+    hparams = dict(config.get("hparams", {}))
+    if "history" not in config:
+        hparams.setdefault("feedback", False)
+    return hparams
 
 
 def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = None,
-              progress: bool = True):
+              progress: bool = True, history: str = DEFAULTS["history"]):
     """(train, eval, vocab) arrays of ``dataset``; synthetic data is fixed (seed 0).
 
     ``limit`` keeps the *latest* ``limit`` training events (those nearest the eval period);
-    ``eval_limit`` keeps the earliest eval events. Both keep time order.
+    ``eval_limit`` keeps the earliest eval events. Both keep time order. ``history`` picks
+    the sequences' events ("rated" or "positive", see `lmn_tf.data.schema`).
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}. Received: dataset={dataset!r}")
     if dataset == "synthetic":
         from lmn_tf.data import synthetic
 
-        train, eval_, vocab = synthetic.load(seed=0)
+        train, eval_, vocab = synthetic.load(seed=0, history=history)
     else:
-        train, eval_, vocab = lmn_data.load(dataset, progress=progress)
+        train, eval_, vocab = lmn_data.load(dataset, progress=progress, history=history)
     if limit:
         train = {k: v[-limit:] for k, v in train.items()}
     if eval_limit:
@@ -104,7 +122,7 @@ def make_optimizer(model, learning_rate: float, values_learning_rate: float,
 
 def build_from_config(config: dict):
     """The config's model with its variables created (an all-padding batch is run once)."""
-    model = build_model(config["model"], config["vocab"], **config.get("hparams", {}))
+    model = build_model(config["model"], config["vocab"], **model_hparams(config))
     model(zero_features(1), training=False)
     return model
 
@@ -153,7 +171,7 @@ def check_config(run_dir: str | pathlib.Path, config: dict) -> None:
             (run / "checkpoints").is_dir() or (run / "shards").is_dir()):
         return  # nothing trained yet: the new config simply replaces the old
     # A key added to DEFAULTS after the run was trained had its default's behaviour then.
-    old = {**{k: v for k, v in DEFAULTS.items() if k in ADDED_KEYS},
+    old = {**{k: v for k, v in DEFAULTS.items() if k in ADDED_KEYS}, **LEGACY,
            **json.loads((run / "config.json").read_text())}
     new = json.loads(json.dumps(config))  # tuples -> lists, as stored
     diff = sorted(k for k in {*old, *new} - set(RESUMABLE_CHANGES) if old.get(k) != new.get(k))
@@ -287,7 +305,8 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
     ``config`` needs "model" and "dataset" and may set "hparams", "epochs", "batch_size",
     "learning_rate", "values_learning_rate", "values_initial_accumulator", "seed", "limit",
     "eval_limit", "checkpoint_every" (steps between mid-epoch checkpoints; 0: epoch ends
-    only). ``data`` may pass preloaded ``(train, eval, vocab)`` arrays. A run directory's
+    only), "history" ("rated" or "positive": which earlier events the sequences hold).
+    ``data`` may pass preloaded ``(train, eval, vocab)`` arrays. A run directory's
     checkpoint is resumed (see the module docstring). Extra Keras ``callbacks`` are appended.
 
     Raises:
@@ -299,7 +318,8 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
         raise ValueError(f"model must be one of {sorted(MODELS)}. Received: {config['model']!r}")
     run = pathlib.Path(run_dir)
     train_arrays, eval_arrays, vocab = data or load_data(
-        config["dataset"], config.get("limit"), config.get("eval_limit"), progress=verbose > 0)
+        config["dataset"], config.get("limit"), config.get("eval_limit"), progress=verbose > 0,
+        history=config["history"])
     config["vocab"] = dataclasses.asdict(vocab) if dataclasses.is_dataclass(vocab) else vocab
     config["num_train"], config["num_eval"] = len(train_arrays[schema.LABEL]), len(
         eval_arrays[schema.LABEL])
@@ -309,7 +329,7 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
                                json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     tf.keras.utils.set_random_seed(config["seed"])
-    model = build_model(config["model"], config["vocab"], **config["hparams"])
+    model = build_model(config["model"], config["vocab"], **model_hparams(config))
     optimizer = make_optimizer(model, config["learning_rate"], config["values_learning_rate"],
                                config["values_initial_accumulator"])
     model.compile(optimizer=optimizer)
@@ -363,6 +383,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also checkpoint every STEPS steps inside an epoch, so a crash "
                              "loses at most STEPS steps; rerun the same command to resume "
                              "(0: epoch ends only; --horovod checkpoints at epoch ends)")
+    parser.add_argument("--history", choices=schema.HISTORIES, default=DEFAULTS["history"],
+                        help="which earlier events the behaviour sequences hold: every rated "
+                             "one with its rating, or only the positives without ratings (the "
+                             "paper's setting, the results up to commit bae9dbd)")
     parser.add_argument("--limit", type=int, help="train on the latest N train events only")
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first N eval events")
     group = parser.add_argument_group("LMN memory (ignored by other models)")
@@ -385,6 +409,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def hparams_from_args(args: argparse.Namespace) -> dict:
     """Model hparams from the CLI flags (memory flags only for LMN)."""
     hparams = json.loads(args.hparams)
+    if getattr(args, "history", DEFAULTS["history"]) == "positive":
+        hparams.setdefault("feedback", False)  # positives all rate 4-5: nothing to tell apart
     if args.model == "lmn":
         for flag in ("num_keys", "top_k", "num_heads", "memory_loss_weight", "readout",
                      "stop_gradient"):
@@ -403,7 +429,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
             "values_learning_rate": args.values_learning_rate,
             "values_initial_accumulator": args.values_initial_accumulator, "seed": args.seed,
             "limit": args.limit, "eval_limit": args.eval_limit,
-            "checkpoint_every": args.checkpoint_every}
+            "checkpoint_every": args.checkpoint_every, "history": args.history}
 
 
 def report(args: argparse.Namespace, metrics: dict) -> None:

@@ -74,7 +74,7 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
 
     def load():
         return single.load_data(config["dataset"], config.get("limit"), config.get("eval_limit"),
-                                progress=verbose > 0 and rank == 0)
+                                progress=verbose > 0 and rank == 0, history=config["history"])
 
     data = checkpoint.run_on_chief(load)  # rank 0 builds the data cache; the others read it
     train_arrays, eval_arrays, vocab = data if rank == 0 else load()
@@ -90,14 +90,14 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
 
     tf.keras.utils.set_random_seed(config["seed"])  # same shuffle order on every rank
     model = build_model(config["model"], config["vocab"], value_store=training.value_store(),
-                        **config["hparams"])
+                        **single.model_hparams(config))
     model(zero_features(1), training=False)  # shards exist before anything is broadcast
     model.compile(optimizer=single.make_optimizer(
         model, config["learning_rate"], config["values_learning_rate"],
         config["values_initial_accumulator"]))
     training.distribute(model)  # Horovod tape: dense gradients averaged, shards kept local
     twin = build_model(config["model"], config["vocab"], value_store=LocalValues(),
-                       **config["hparams"])
+                       **single.model_hparams(config))
     twin(zero_features(1), training=False)
     ckpt = single.run_checkpoint(twin)
     manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=2)

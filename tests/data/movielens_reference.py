@@ -35,17 +35,19 @@ def reference(dataset):
     return events, genres, len(users), len(items)
 
 
-def expected_sequences(dataset, positions, seq_len=50, long_len=1000):
-    """hist and sim lists (unpadded) of the events at the given global positions."""
+def expected_sequences(dataset, positions, seq_len=50, long_len=1000, history="rated"):
+    """(hist, hist ratings, sim, sim ratings) lists (unpadded) of the events at the given
+    global positions; history "rated" keeps every earlier rating, "positive" those >= 4."""
     events, genres, _, _ = reference(dataset)
     wanted = set(positions)
     by_user, out = {}, {}
     for pos, (_, _, user, item, rating) in enumerate(events):
-        earlier = by_user.setdefault(user, [])
+        earlier = by_user.setdefault(user, [])  # (item, rating) pairs
         if pos in wanted:
             hist = earlier[-seq_len:]
-            sim = [x for x in earlier[-long_len:] if genres[x] & genres[item]][-seq_len:]
-            out[pos] = (hist, sim)
-        if rating >= 4:
-            earlier.append(item)  # only after the event's own features are taken
+            sim = [x for x in earlier[-long_len:] if genres[x[0]] & genres[item]][-seq_len:]
+            out[pos] = ([x[0] for x in hist], [x[1] for x in hist],
+                        [x[0] for x in sim], [x[1] for x in sim])
+        if history == "rated" or rating >= 4:
+            earlier.append((item, int(rating)))  # only after the event's own features are taken
     return out
