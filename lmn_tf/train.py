@@ -62,10 +62,11 @@ def history_of(config: dict) -> str:
 
 def model_hparams(config: dict) -> dict:
     """The model constructor arguments of a config: a run from before the feedback-aware
-    sequences (no "history" key) built its models without rating embeddings."""
+    sequences (no "history" key) built its models without rating embeddings or statistics."""
     hparams = dict(config.get("hparams", {}))
     if "history" not in config:
         hparams.setdefault("feedback", False)
+        hparams.setdefault("statistics", False)
     return hparams
 
 
@@ -387,6 +388,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which earlier events the behaviour sequences hold: every rated "
                              "one with its rating, or only the positives without ratings (the "
                              "paper's setting, the results up to commit bae9dbd)")
+    parser.add_argument("--no-statistics", action="store_true",
+                        help="leave the running statistics out of the model (with --history "
+                             "positive: the models of the results up to commit bae9dbd)")
     parser.add_argument("--limit", type=int, help="train on the latest N train events only")
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first N eval events")
     group = parser.add_argument_group("LMN memory (ignored by other models)")
@@ -411,6 +415,8 @@ def hparams_from_args(args: argparse.Namespace) -> dict:
     hparams = json.loads(args.hparams)
     if getattr(args, "history", DEFAULTS["history"]) == "positive":
         hparams.setdefault("feedback", False)  # positives all rate 4-5: nothing to tell apart
+    if getattr(args, "no_statistics", False):
+        hparams["statistics"] = False
     if args.model == "lmn":
         for flag in ("num_keys", "top_k", "num_heads", "memory_loss_weight", "readout",
                      "stop_gradient"):

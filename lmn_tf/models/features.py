@@ -8,9 +8,12 @@ mean rating, so a mean-pooling model could not tell "liked A, disliked B" from t
 a per-rating scale lets a disliked item enter with a flipped or damped sign. The width stays
 ``dim``, so DIN's attention (target id embedding against the behaviours), MIMN and LMN's
 memory queries read it unchanged. ``feedback=False`` drops the ratings (the item embedding
-alone, the paper's setting). The target item has no feedback; it additionally has genres
-(mean of genre embeddings) and a release year. Index 0 is padding everywhere (``schema``),
-and its embedding is masked out by the models, not forced to zero here.
+alone, the paper's setting). The running statistics (``schema.STATISTICS``) enter as
+normalised dense inputs, ``(value - offset) / scale`` with the schema's fixed constants (no
+state to fit, so training and serving cannot drift apart). The target item has no
+feedback; it additionally has genres (mean of genre embeddings) and a release year. Index 0
+is padding everywhere (``schema``), and its embedding is masked out by the models, not
+forced to zero here.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class FeatureStack(tf.keras.layers.Layer):
         ``user(features)`` -> (B, 5·dim): the concatenated user fields.
         ``item(ids)`` -> ids.shape + (dim,): item id embeddings.
         ``behaviours(features, name)`` -> (B, L, dim): the sequence ``name`` with feedback.
+        ``statistics(features)`` -> (B, S): the normalised statistics.
         ``target(features)`` -> (B, 3·dim): target id, mean genre and year embeddings.
 
     Raises:
@@ -113,6 +117,10 @@ class FeatureStack(tf.keras.layers.Layer):
             tf.reduce_sum(mask, 1), 1.0)
         year = self._embed("item_year", features["item_year"])
         return tf.concat([self.item(features["item_id"]), genre, year], -1)  # (B, 3d)
+
+    def statistics(self, features: dict) -> tf.Tensor:
+        return tf.stack([(tf.cast(features[name], tf.float32) - offset) / scale
+                         for name, (offset, scale) in schema.STATISTICS.items()], -1)  # (B, S)
 
     def call(self, features: dict) -> tf.Tensor:
         return tf.concat([self.user(features), self.target(features)], -1)

@@ -33,6 +33,10 @@ def random_arrays(vocab: schema.Vocab | dict, n: int, seed: int = 0) -> dict[str
     for name, (dtype, shape) in schema.FEATURES.items():
         if name in _SIDE_OF:
             continue  # drawn with its sequence, below
+        if name in schema.STATISTICS:  # about the statistic's own range
+            offset, scale = schema.STATISTICS[name]
+            out[name] = (offset + scale * rng.uniform(-1, 1, size=(n, *shape))).astype(dtype)
+            continue
         x = rng.integers(1, vocab[_VOCAB_OF[name]], size=(n, *shape)).astype(dtype)
         if shape:  # zero-pad a random-length tail
             lengths = rng.integers(0, shape[0] + 1, size=n)

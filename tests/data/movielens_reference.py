@@ -22,6 +22,22 @@ def reference(dataset):
     users, items = {}, {}
     for row in _rows(files["user"]):
         users.setdefault(row["user_id"], len(users) + 1)
+    return _events(files, users, items)
+
+
+@functools.cache
+def profiles(dataset):
+    """user index -> (age group, gender, occupation) as raw tokens (ages grouped like ML-1M)."""
+    files = data_files(dataset)
+    seen = {}
+    for row in _rows(files["user"]):
+        age = float(row["age"])
+        group = sum(age >= b for b in (18, 25, 35, 45, 50, 56))
+        seen.setdefault(row["user_id"], (group, row["gender"], row["occupation"]))
+    return dict(enumerate(seen.values(), start=1))
+
+
+def _events(files, users, items):
     genres = {}
     for row in _rows(files["item"]):
         if row["item_id"] not in items:

@@ -191,3 +191,13 @@ def test_tape_fn_wraps_the_training_tape():
     model.fit(lmn_data.make_dataset(
         {k: v.numpy() for k, v in random_features(vocab, 8).items()}, 4), verbose=0)
     assert wrapped  # traced through make_tape at least once
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_reads_the_statistics_unless_off(name):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 4)
+    g = {**f, "user_pos_rate": f["user_pos_rate"] + 0.5}
+    model, plain = _model(name, vocab), _model(name, vocab, statistics=False)
+    assert not np.allclose(model(f), model(g))
+    np.testing.assert_array_equal(plain(f), plain(g))
