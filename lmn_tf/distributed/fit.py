@@ -90,14 +90,14 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
 
     tf.keras.utils.set_random_seed(config["seed"])  # same shuffle order on every rank
     model = build_model(config["model"], config["vocab"], value_store=training.value_store(),
-                        **single.model_hparams(config))
+                        **config["hparams"])
     model(zero_features(1), training=False)  # shards exist before anything is broadcast
     model.compile(optimizer=single.make_optimizer(
         model, config["learning_rate"], config["values_learning_rate"],
         config["values_initial_accumulator"]))
     training.distribute(model)  # Horovod tape: dense gradients averaged, shards kept local
     twin = build_model(config["model"], config["vocab"], value_store=LocalValues(),
-                       **single.model_hparams(config))
+                       **config["hparams"])
     twin(zero_features(1), training=False)
     ckpt = single.run_checkpoint(twin)
     manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=2)
