@@ -79,11 +79,11 @@ def auc_by_dtype(run_dir: str, dtypes: list[str], base: str, batch: int = 4096) 
     """AUC of the run's Keras model and of its export in each values dtype (from logits)."""
     from lmn_tf import evaluation
     from lmn_tf.data import make_dataset
-    from lmn_tf.train import load_data, load_run
+    from lmn_tf.train import history_of, load_data, load_run
 
     model, config = load_run(run_dir)
     _, eval_, _ = load_data(config["dataset"], eval_limit=config.get("eval_limit"),
-                            progress=False)
+                            progress=False, history=history_of(config))
     labels = eval_[schema.LABEL]
     _, keras_logits = evaluation.predict(model, make_dataset(eval_, batch), verbose=0)
     out = {"run_dir": run_dir, "dataset": config["dataset"], "limit": config.get("limit"),

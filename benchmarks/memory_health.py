@@ -30,7 +30,7 @@ import lmn_tf  # noqa: F401  (tf-keras before TensorFlow)
 from lmn_tf import checkpointing, evaluation
 from lmn_tf.data import make_dataset
 from lmn_tf.memory import slot_usage_metrics
-from lmn_tf.train import DEFAULTS, load_data, load_run
+from lmn_tf.train import DEFAULTS, history_of, load_data, load_run
 
 ACCUMULATOR = "model/memory/values/.OPTIMIZER_SLOT/optimizer/Optimizer0/accumulator/" \
               ".ATTRIBUTES/VARIABLE_VALUE"
@@ -71,7 +71,7 @@ def aucs(labels, logits, warm) -> dict[str, float]:
 
 def health(run_dir: str, data: dict, rows: int) -> dict:
     model, config = load_run(run_dir)
-    train, eval_arrays = data[config.get("limit")]
+    train, eval_arrays = data[config.get("limit"), history_of(config)]
     warm = np.isin(eval_arrays["user_id"], np.unique(train["user_id"]))
     dataset = make_dataset(eval_arrays, 4096)
     labels, logits = evaluation.predict(model, dataset, verbose=0)
@@ -96,10 +96,11 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, help="first N eval events (default: all)")
     parser.add_argument("--out", default="benchmarks/results/memory_health.json")
     args = parser.parse_args()
-    limits = {json.loads((pathlib.Path(r) / "config.json").read_text()).get("limit")
-              for r in args.runs}
-    data = {limit: load_data("ml-1m", limit=limit, eval_limit=args.eval_limit,
-                             progress=False)[:2] for limit in limits}
+    configs = [json.loads((pathlib.Path(r) / "config.json").read_text()) for r in args.runs]
+    keys = {(c.get("limit"), history_of(c)) for c in configs}
+    data = {(limit, history): load_data("ml-1m", limit=limit, eval_limit=args.eval_limit,
+                                        progress=False, history=history)[:2]
+            for limit, history in keys}
     rows = [health(run, data, args.rows) for run in args.runs]
     print(f"{'run':<34} {'AUC':>7} {'warm':>7} {'cold':>7} {'permuted':>8} {'coverage':>9} "
           f"{'entropy':>8} {'top-1%':>7} {'rows updated':>13}")

@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lmn_tf.demo", "train -> export -> serve -> query on MovieLens-1M (the README job)"),
     "train": ("lmn_tf.train", "train a ranking model"),
+    "tune": ("lmn_tf.tuning", "choose a model's learning rate on validation, test it once"),
     "evaluate": ("lmn_tf.evaluate", "evaluate a checkpoint"),
     "experiment": ("lmn_tf.experiment", "reproduce the paper's Table 1 or Table 2"),
     "export": ("lmn_tf.export.command", "export a checkpoint as a TF-Serving SavedModel"),

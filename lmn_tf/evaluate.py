@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lmn_tf.train import evaluate_arrays, load_data, load_run
+from lmn_tf.train import evaluate_arrays, history_of, load_data, load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     model, config = load_run(args.run_dir)
     eval_limit = args.eval_limit if args.eval_limit is not None else config.get("eval_limit")
     _, eval_arrays, _ = load_data(config["dataset"], limit=1, eval_limit=eval_limit,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, history=history_of(config))
     metrics = evaluate_arrays(model, eval_arrays, args.batch_size, verbose=0 if args.quiet else 1)
     print(f"AUC {metrics['auc']:.4f}  LogLoss {metrics['logloss']:.4f}  (n={metrics['n']})")
     print(json.dumps({"run_dir": args.run_dir, "model": config["model"], **metrics}))

@@ -35,7 +35,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from lmn_tf import checkpointing, evaluation
+from lmn_tf import checkpointing, early_stopping, evaluation
 from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
 from lmn_tf.models import MODELS, build_model
@@ -45,28 +45,47 @@ from lmn_tf.models.testing import zero_features
 DATASETS = ("ml-1m", "ml-100k", "synthetic")
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,
             "values_learning_rate": 0.05, "values_initial_accumulator": 0.1, "seed": 0,
-            "checkpoint_every": 200}
+            "checkpoint_every": 200, "history": "rated", "patience": 0, "validation": 0.1}
 # Config keys a run directory lets change between runs: none alters the trained model's math.
 RESUMABLE_CHANGES = ("epochs", "eval_limit", "num_eval", "checkpoint_every")
 # Config keys newer than some run directories (their default is what those runs did).
-ADDED_KEYS = ("values_initial_accumulator",)
+ADDED_KEYS = ("values_initial_accumulator", "patience", "validation")
+# Config keys whose default changed: a config without the key ran with the old value.
+LEGACY = {"history": "positive"}
+
+
+def history_of(config: dict) -> str:
+    """Which events a run's sequences hold (``schema.HISTORIES``); configs written before the
+    key existed trained on positive-only sequences."""
+    return config.get("history", LEGACY["history"])
+
+
+def stored_config(config: dict) -> dict:
+    """A run directory's config.json as today's code reads it: a run from before the
+    feedback-aware sequences (no "history" key) had positive-only histories and models
+    without rating embeddings or statistics."""
+    if "history" in config:
+        return config
+    hparams = {"feedback": False, "statistics": False, **config.get("hparams", {})}
+    return {**config, "history": LEGACY["history"], "hparams": hparams}
 
 
 def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = None,
-              progress: bool = True):
+              progress: bool = True, history: str = DEFAULTS["history"]):
     """(train, eval, vocab) arrays of ``dataset``; synthetic data is fixed (seed 0).
 
     ``limit`` keeps the *latest* ``limit`` training events (those nearest the eval period);
-    ``eval_limit`` keeps the earliest eval events. Both keep time order.
+    ``eval_limit`` keeps the earliest eval events. Both keep time order. ``history`` picks
+    the sequences' events ("rated" or "positive", see `lmn_tf.data.schema`).
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}. Received: dataset={dataset!r}")
     if dataset == "synthetic":
         from lmn_tf.data import synthetic
 
-        train, eval_, vocab = synthetic.load(seed=0)
+        train, eval_, vocab = synthetic.load(seed=0, history=history)
     else:
-        train, eval_, vocab = lmn_data.load(dataset, progress=progress)
+        train, eval_, vocab = lmn_data.load(dataset, progress=progress, history=history)
     if limit:
         train = {k: v[-limit:] for k, v in train.items()}
     if eval_limit:
@@ -131,8 +150,8 @@ def load_run(run_dir: str | pathlib.Path):
     run = pathlib.Path(run_dir)
     if not (run / "config.json").is_file():
         raise FileNotFoundError(f"Not a run directory (no config.json): {run}")
-    config = json.loads((run / "config.json").read_text())
-    latest = checkpointing.latest(run / "checkpoints")
+    config = stored_config(json.loads((run / "config.json").read_text()))
+    latest = early_stopping.best_prefix(run) or checkpointing.latest(run / "checkpoints")
     if latest is None:
         raise FileNotFoundError(f"No checkpoint in {run / 'checkpoints'}: train the run first")
     model = build_from_config(config)
@@ -154,7 +173,7 @@ def check_config(run_dir: str | pathlib.Path, config: dict) -> None:
         return  # nothing trained yet: the new config simply replaces the old
     # A key added to DEFAULTS after the run was trained had its default's behaviour then.
     old = {**{k: v for k, v in DEFAULTS.items() if k in ADDED_KEYS},
-           **json.loads((run / "config.json").read_text())}
+           **stored_config(json.loads((run / "config.json").read_text()))}
     new = json.loads(json.dumps(config))  # tuples -> lists, as stored
     diff = sorted(k for k in {*old, *new} - set(RESUMABLE_CHANGES) if old.get(k) != new.get(k))
     if diff:
@@ -235,7 +254,8 @@ class _SaveProgress(tf.keras.callbacks.Callback):
 
 
 def fit_resumable(model, ckpt, run: pathlib.Path, train_arrays: dict, config: dict,
-                  callbacks: list, verbose: int = 1, drop_remainder: bool = False) -> int:
+                  callbacks: list, verbose: int = 1, drop_remainder: bool = False,
+                  keep_epochs: int = 2) -> int:
     """``model.fit`` for ``config["epochs"]`` from the run's latest checkpoint, if any.
 
     Returns:
@@ -243,7 +263,7 @@ def fit_resumable(model, ckpt, run: pathlib.Path, train_arrays: dict, config: di
     """
     n, batch_size, epochs = len(train_arrays[schema.LABEL]), config["batch_size"], config["epochs"]
     steps_per_epoch = n // batch_size if drop_remainder else math.ceil(n / batch_size)
-    epoch_manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=2)
+    epoch_manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=keep_epochs)
     mid_manager = checkpointing.Manager(ckpt, run / "checkpoints" / "mid-epoch", max_to_keep=1)
     prefix, status = resume_point(run, steps_per_epoch), None
     if prefix is not None:
@@ -287,7 +307,8 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
     ``config`` needs "model" and "dataset" and may set "hparams", "epochs", "batch_size",
     "learning_rate", "values_learning_rate", "values_initial_accumulator", "seed", "limit",
     "eval_limit", "checkpoint_every" (steps between mid-epoch checkpoints; 0: epoch ends
-    only). ``data`` may pass preloaded ``(train, eval, vocab)`` arrays. A run directory's
+    only), "history" ("rated" or "positive": which earlier events the sequences hold).
+    ``data`` may pass preloaded ``(train, eval, vocab)`` arrays. A run directory's
     checkpoint is resumed (see the module docstring). Extra Keras ``callbacks`` are appended.
 
     Raises:
@@ -299,7 +320,8 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
         raise ValueError(f"model must be one of {sorted(MODELS)}. Received: {config['model']!r}")
     run = pathlib.Path(run_dir)
     train_arrays, eval_arrays, vocab = data or load_data(
-        config["dataset"], config.get("limit"), config.get("eval_limit"), progress=verbose > 0)
+        config["dataset"], config.get("limit"), config.get("eval_limit"), progress=verbose > 0,
+        history=config["history"])
     config["vocab"] = dataclasses.asdict(vocab) if dataclasses.is_dataclass(vocab) else vocab
     config["num_train"], config["num_eval"] = len(train_arrays[schema.LABEL]), len(
         eval_arrays[schema.LABEL])
@@ -309,16 +331,29 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
                                json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     tf.keras.utils.set_random_seed(config["seed"])
-    model = build_model(config["model"], config["vocab"], **config["hparams"])
+    model = build_model(config["model"], config["vocab"], **config.get("hparams", {}))
     optimizer = make_optimizer(model, config["learning_rate"], config["values_learning_rate"],
                                config["values_initial_accumulator"])
     model.compile(optimizer=optimizer)
     ckpt = run_checkpoint(model, optimizer)
+    patience, fit_config, stopping = config["patience"], config, []
+    if patience:  # epochs is then the most to run; validation picks the epoch
+        train_arrays, validation = early_stopping.split_validation(train_arrays,
+                                                                   config["validation"])
+        stopping = [early_stopping.ValidationStopping(run, validation, patience)]
+        state = early_stopping.read_state(run)
+        if state.get("stopped"):  # a finished run: nothing more to train
+            fit_config = {**config, "epochs": state["last_epoch"]}
     start = time.time()
-    initial_step = fit_resumable(model, ckpt, run, train_arrays, config, [
-        tf.keras.callbacks.TensorBoard(str(run / "logs"), update_freq=50), *(callbacks or [])],
-        verbose)
+    initial_step = fit_resumable(model, ckpt, run, train_arrays, fit_config, [
+        tf.keras.callbacks.TensorBoard(str(run / "logs"), update_freq=50), *(callbacks or []),
+        *stopping], verbose, keep_epochs=early_stopping.keep_epochs(patience))
     metrics = {"train_seconds": time.time() - start, "initial_step": initial_step}
+    if patience:  # evaluate (and leave in the model) the best validation epoch's weights
+        state = early_stopping.read_state(run)
+        checkpointing.restore(ckpt, early_stopping.best_prefix(run)).expect_partial()
+        metrics.update(best_epoch=state["best_epoch"], epochs_trained=state["last_epoch"],
+                       validation_auc=state["auc"][str(state["best_epoch"])])
     if evaluate:
         metrics.update(evaluate_arrays(model, eval_arrays, config["batch_size"], verbose))
         checkpointing.atomic_write(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -357,12 +392,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=DEFAULTS["values_initial_accumulator"],
                         help="Adagrad's starting accumulator for the values (see "
                              "make_optimizer; 1e-10 lets the values learn at about lr/step)")
+    parser.add_argument("--patience", type=int, default=DEFAULTS["patience"],
+                        help="train until validation AUC has not improved for this many "
+                             "epochs (--epochs is then the most), restore the best epoch and "
+                             "evaluate it once; 0: exactly --epochs, no validation split")
+    parser.add_argument("--validation", type=float, default=DEFAULTS["validation"],
+                        help="with --patience: the last fraction of the training period, by "
+                             "time, held out for validation")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"],
                         metavar="STEPS",
                         help="also checkpoint every STEPS steps inside an epoch, so a crash "
                              "loses at most STEPS steps; rerun the same command to resume "
                              "(0: epoch ends only; --horovod checkpoints at epoch ends)")
+    parser.add_argument("--history", choices=schema.HISTORIES, default=DEFAULTS["history"],
+                        help="which earlier events the behaviour sequences hold: every rated "
+                             "one with its rating, or only the positives without ratings (the "
+                             "paper's setting, the results up to commit bae9dbd)")
+    parser.add_argument("--no-statistics", action="store_true",
+                        help="leave the running statistics out of the model (with --history "
+                             "positive: the models of the results up to commit bae9dbd)")
     parser.add_argument("--limit", type=int, help="train on the latest N train events only")
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first N eval events")
     group = parser.add_argument_group("LMN memory (ignored by other models)")
@@ -385,6 +434,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def hparams_from_args(args: argparse.Namespace) -> dict:
     """Model hparams from the CLI flags (memory flags only for LMN)."""
     hparams = json.loads(args.hparams)
+    if getattr(args, "history", DEFAULTS["history"]) == "positive":
+        hparams.setdefault("feedback", False)  # positives all rate 4-5: nothing to tell apart
+    if getattr(args, "no_statistics", False):
+        hparams["statistics"] = False
     if args.model == "lmn":
         for flag in ("num_keys", "top_k", "num_heads", "memory_loss_weight", "readout",
                      "stop_gradient"):
@@ -403,7 +456,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
             "values_learning_rate": args.values_learning_rate,
             "values_initial_accumulator": args.values_initial_accumulator, "seed": args.seed,
             "limit": args.limit, "eval_limit": args.eval_limit,
-            "checkpoint_every": args.checkpoint_every}
+            "checkpoint_every": args.checkpoint_every, "history": args.history,
+            "patience": args.patience, "validation": args.validation}
 
 
 def report(args: argparse.Namespace, metrics: dict) -> None:

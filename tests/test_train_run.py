@@ -89,3 +89,11 @@ def test_experiment_defaults_per_table(argv, expected):
     experiment.add_arguments(parser)
     settings = experiment.settings_of(parser.parse_args(argv))
     assert {k: settings[k] for k in expected} == expected
+
+
+def test_configs_from_before_the_feature_stack_read_as_their_old_setting():
+    old = {"model": "din", "dataset": "ml-1m", "hparams": {"dropout": 0.1}}
+    assert train.stored_config(old) == {**old, "history": "positive", "hparams": {
+        "feedback": False, "statistics": False, "dropout": 0.1}}
+    new = {**old, "history": "rated"}
+    assert train.stored_config(new) is new

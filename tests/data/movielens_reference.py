@@ -22,6 +22,22 @@ def reference(dataset):
     users, items = {}, {}
     for row in _rows(files["user"]):
         users.setdefault(row["user_id"], len(users) + 1)
+    return _events(files, users, items)
+
+
+@functools.cache
+def profiles(dataset):
+    """user index -> (age group, gender, occupation) as raw tokens (ages grouped like ML-1M)."""
+    files = data_files(dataset)
+    seen = {}
+    for row in _rows(files["user"]):
+        age = float(row["age"])
+        group = sum(age >= b for b in (18, 25, 35, 45, 50, 56))
+        seen.setdefault(row["user_id"], (group, row["gender"], row["occupation"]))
+    return dict(enumerate(seen.values(), start=1))
+
+
+def _events(files, users, items):
     genres = {}
     for row in _rows(files["item"]):
         if row["item_id"] not in items:
@@ -35,17 +51,19 @@ def reference(dataset):
     return events, genres, len(users), len(items)
 
 
-def expected_sequences(dataset, positions, seq_len=50, long_len=1000):
-    """hist and sim lists (unpadded) of the events at the given global positions."""
+def expected_sequences(dataset, positions, seq_len=50, long_len=1000, history="rated"):
+    """(hist, hist ratings, sim, sim ratings) lists (unpadded) of the events at the given
+    global positions; history "rated" keeps every earlier rating, "positive" those >= 4."""
     events, genres, _, _ = reference(dataset)
     wanted = set(positions)
     by_user, out = {}, {}
     for pos, (_, _, user, item, rating) in enumerate(events):
-        earlier = by_user.setdefault(user, [])
+        earlier = by_user.setdefault(user, [])  # (item, rating) pairs
         if pos in wanted:
             hist = earlier[-seq_len:]
-            sim = [x for x in earlier[-long_len:] if genres[x] & genres[item]][-seq_len:]
-            out[pos] = (hist, sim)
-        if rating >= 4:
-            earlier.append(item)  # only after the event's own features are taken
+            sim = [x for x in earlier[-long_len:] if genres[x[0]] & genres[item]][-seq_len:]
+            out[pos] = ([x[0] for x in hist], [x[1] for x in hist],
+                        [x[0] for x in sim], [x[1] for x in sim])
+        if history == "rated" or rating >= 4:
+            earlier.append((item, int(rating)))  # only after the event's own features are taken
     return out

@@ -52,6 +52,8 @@ def test_ml1m_counts_schema_and_vocab(ml1m):
         ("item_genres", vocab.num_genres),
         ("user_zip", vocab.num_zips),
         ("hist_item_ids", vocab.num_items),
+        ("hist_ratings", 6),
+        ("sim_ratings", 6),
         ("item_year", vocab.num_years),
     ]:
         assert full[name].min() >= 0 and full[name].max() < size, name
@@ -69,9 +71,14 @@ def test_ml100k_counts_schema_and_vocab(ml100k):
     assert full[LABEL].mean() == pytest.approx(np.mean([e[4] >= 4 for e in events]))
 
 
-@pytest.mark.parametrize("dataset", ["ml-100k", "ml-1m"])
-def test_histories_hold_only_strictly_earlier_events(dataset, ml100k, ml1m):
-    _, _, full, _ = ml100k if dataset == "ml-100k" else ml1m
+@pytest.mark.parametrize("dataset,history", [
+    ("ml-100k", "rated"), ("ml-1m", "rated"), ("ml-100k", "positive")])
+def test_histories_hold_only_strictly_earlier_events(dataset, history, ml100k, ml1m):
+    if history == "rated":
+        _, _, full, _ = ml100k if dataset == "ml-100k" else ml1m
+    else:
+        train, eval_, _ = movielens.load(dataset, progress=False, history=history)
+        full = {k: np.concatenate([train[k], eval_[k]]) for k in train}
     events, _, _, _ = reference(dataset)
     rng = np.random.default_rng(0)
     # Random events plus the heaviest user's last one, whose history overflows both windows.
@@ -79,17 +86,17 @@ def test_histories_hold_only_strictly_earlier_events(dataset, ml100k, ml1m):
     top = max(counts, key=counts.get)
     heavy = max(p for p, e in enumerate(events) if e[2] == top)
     positions = sorted({*rng.choice(len(events), 300, replace=False).tolist(), heavy})
-    expected = expected_sequences(dataset, positions, SEQ_LEN, LONG_SEQ_LEN)
+    expected = expected_sequences(dataset, positions, SEQ_LEN, LONG_SEQ_LEN, history)
     for pos in positions:
         assert full["user_id"][pos] == events[pos][2] and full["item_id"][pos] == events[pos][3]
         assert full[LABEL][pos] == (events[pos][4] >= 4)
-        hist, sim = expected[pos]
-        np.testing.assert_array_equal(
-            full["hist_item_ids"][pos], np.pad(hist, (0, SEQ_LEN - len(hist)))
-        )
-        np.testing.assert_array_equal(
-            full["sim_item_ids"][pos], np.pad(sim, (0, SEQ_LEN - len(sim)))
-        )
+        for name, want in zip(("hist_item_ids", "hist_ratings", "sim_item_ids", "sim_ratings"),
+                              expected[pos], strict=True):
+            np.testing.assert_array_equal(full[name][pos], np.pad(want, (0, SEQ_LEN - len(want))),
+                                          err_msg=f"{name} of event {pos}")
+    if history == "positive":
+        rated = full["hist_ratings"][full["hist_ratings"] > 0]
+        assert rated.max() == 5 and rated.min() == 4
     if dataset == "ml-1m":  # ML-100K's heaviest user has < 1000 earlier positives
         assert (full["hist_item_ids"][heavy] > 0).all() and (full["sim_item_ids"][heavy] > 0).all()
 
@@ -106,10 +113,12 @@ def test_sim_items_share_a_genre_with_the_target(ml100k):
     shared = (onehot[sim] & target[:, None, :]).any(-1)  # (N, 50)
     assert (shared | (sim == 0)).all()
     assert ((sim > 0).sum(1) > 0).mean() > 0.9
-    # Padding only on the right.
-    for seq in (sim, full["hist_item_ids"]):
-        nonzero = seq > 0
+    # Padding only on the right, and ratings padded exactly where their items are.
+    for seq, side in (("sim_item_ids", "sim_ratings"), ("hist_item_ids", "hist_ratings")):
+        nonzero = full[seq] > 0
         assert (nonzero[:, 1:] <= nonzero[:, :-1]).all()
+        np.testing.assert_array_equal(nonzero, full[side] > 0)
+        assert full[side].max() == 5
 
 
 def test_split_is_by_global_time(ml100k):

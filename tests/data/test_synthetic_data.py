@@ -41,6 +41,24 @@ def test_schema_split_and_probabilities(data):
     assert ((train["hist_item_ids"] > 0).sum(1) == 50).mean() > 0.9
 
 
+def test_ratings_are_label_plus_one(data):
+    train, _, _ = data
+    # Every shown item enters with rating label + 1; the item's last earlier event of the same
+    # user is the history's last element, so its rating is that event's label + 1.
+    for side in ("hist_ratings", "sim_ratings"):
+        assert {1, 2} <= set(np.unique(train[side])) <= {0, 1, 2}
+        np.testing.assert_array_equal(train[side] > 0, train[side.replace("ratings",
+                                                                          "item_ids")] > 0)
+    positive = synthetic.load(**SMALL, seed=0, history="positive")[0]
+    assert set(np.unique(positive["hist_ratings"])) <= {0, 2}
+    n = SMALL["num_users"]
+    prev_label = train[LABEL][:-n]  # tick t-1 of the same user (global order is tick, user)
+    last = (train["hist_item_ids"][n:] > 0).sum(1) - 1
+    rows = np.arange(len(last))
+    np.testing.assert_array_equal(train["hist_item_ids"][n:][rows, last], train["item_id"][:-n])
+    np.testing.assert_array_equal(train["hist_ratings"][n:][rows, last], prev_label + 1)
+
+
 def test_bayes_auc_beats_model_free_baselines(data):
     train, eval_, _ = data
     p = eval_[synthetic.TRUE_PROB]

@@ -77,6 +77,33 @@ def test_sim_reads_the_searched_long_history():
     assert not np.allclose(sim(f), sim(g))
 
 
+def _other_ratings(f, side):
+    r = f[side]
+    return {**f, side: tf.where(r > 0, r % (schema.NUM_RATINGS - 1) + 1, 0)}  # 5 -> 1, else +1
+
+
+@pytest.mark.parametrize("name", ["pooling", "din", "sim", "mimn", "lmn"])
+def test_sequence_models_read_the_ratings_unless_feedback_is_off(name):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 4)
+    g = _other_ratings(f, "hist_ratings")
+    model, plain = _model(name, vocab), _model(name, vocab, feedback=False)
+    assert not np.allclose(model(f), model(g))
+    np.testing.assert_array_equal(plain(f), plain(g))
+    assert not any("rating" in v.name for v in plain.variables)
+    if name == "sim":  # the searched long history carries its ratings too
+        assert not np.allclose(model(f), model(_other_ratings(f, "sim_ratings")))
+
+
+def test_behaviours_keep_the_width_and_refuse_non_sequences():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 4)
+    seq = _model("din", vocab).features.behaviours(f, "hist_item_ids")  # (B, L, d)
+    assert seq.shape == (4, schema.SEQ_LEN, 8)
+    with pytest.raises(ValueError, match="Received: name='item_id'"):
+        _model("din", vocab).features.behaviours(f, "item_id")
+
+
 @pytest.mark.parametrize("variant", [{"readout": "pooled"}, {"target_query": False},
                                      {"stop_gradient": "query", "memory_loss_weight": 0.0}])
 def test_lmn_variants_build(variant):
@@ -122,7 +149,8 @@ def test_values_initial_accumulator_reaches_adagrad(start):
     optimizer = make_optimizer(model, 1e-3, 0.1, values_initial_accumulator=start)
     model.compile(optimizer=optimizer)
     before = values.numpy().copy()
-    model.train_on_batch(random_features(vocab, 2))
+    # 16 rows: with 2, a row read by one item alone gets a gradient near lr's scale.
+    model.train_on_batch(random_features(vocab, 16))
     step = np.abs(values.numpy() - before).max()
     accumulator = optimizer.optimizers[0].get_slot(values, "accumulator").numpy()
     untouched = ~np.any(before != values.numpy(), axis=1)
@@ -163,3 +191,13 @@ def test_tape_fn_wraps_the_training_tape():
     model.fit(lmn_data.make_dataset(
         {k: v.numpy() for k, v in random_features(vocab, 8).items()}, 4), verbose=0)
     assert wrapped  # traced through make_tape at least once
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_reads_the_statistics_unless_off(name):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 4)
+    g = {**f, "user_pos_rate": f["user_pos_rate"] + 0.5}
+    model, plain = _model(name, vocab), _model(name, vocab, statistics=False)
+    assert not np.allclose(model(f), model(g))
+    np.testing.assert_array_equal(plain(f), plain(g))
