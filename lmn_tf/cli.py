@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     name = COMMANDS[argv[0]][0]
     if argv[0] == "train" and "--horovod" in argv:
         name = "lmn_tf.distributed.fit"  # the one path that imports Horovod
-    module = importlib.import_module(name)
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        if name != "lmn_tf.distributed.fit":
+            raise
+        print(f"lmn-tf train --horovod: {e}", file=sys.stderr)  # no Horovod for this TF
+        return 2
     command = argparse.ArgumentParser(prog=f"lmn-tf {argv[0]}", description=module.__doc__)
     module.add_arguments(command)
     return int(module.run(command.parse_args(argv[1:])) or 0)

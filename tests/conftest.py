@@ -12,6 +12,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import lmn_tf  # noqa: F401  (binds tf.keras to tf-keras before any test module)
 
 
+def pytest_configure(config):
+    # The latest-TensorFlow run of `make test` deselects these by marker (-m), so what it
+    # leaves out is named in its summary, never skipped silently inside a test.
+    config.addinivalue_line("markers", "horovod: needs Horovod (TensorFlow <= 2.18): "
+                            "launches horovodrun or imports horovod")
+    config.addinivalue_line("markers", "bazel: drives Bazel (installed by .ci/system-packages)")
+
+
 @pytest.fixture
 def ml100k_copy(tmp_path, monkeypatch):
     """Factory: ``ml100k_copy(n)`` copies ML-100K with its first ``n`` ratings into

@@ -5,6 +5,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.bazel  # deselect with -m 'not bazel' (tests/conftest.py)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Fast, dependency-light targets: enough to prove `bazel test` runs our pytest suite.
 BAZEL_TESTS = ["//:test_ctr_metrics", "//:data_test_data_sequences"]

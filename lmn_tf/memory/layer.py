@@ -241,6 +241,10 @@ class LMNLayer(tf.keras.layers.Layer):
         return tf.cast(tf.einsum("blhd,blhkd->blhk", q, k), tf.float32)
 
     def call(self, items, user, mask=None, training=None, return_slots=False):
+        # Keras converts only the first positional argument; NumPy arrays and lists given as
+        # `user` or `mask` must reach validation as tensors too (issue 20).
+        items, user = tf.convert_to_tensor(items), tf.convert_to_tensor(user)
+        mask = None if mask is None else tf.convert_to_tensor(mask)
         self._check_inputs(items, user, mask)
         items = tf.cast(items, self.compute_dtype)
         user = tf.cast(user, self.compute_dtype)

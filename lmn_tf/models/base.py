@@ -75,6 +75,9 @@ class RankingModel(tfrs.models.Model):
         return self.features.behaviours(features, name), features[name] != 0
 
     def call(self, features: dict, training: bool = False) -> tf.Tensor:
+        # Keras converts NumPy values of the dict but not Python lists (issue 20).
+        features = {k: v if tf.is_tensor(v) else tf.convert_to_tensor(v)
+                    for k, v in features.items()}
         user = self.features.user(features)  # (B, 5d)
         target = self.features.target(features)  # (B, 3d); [:, :d] is the item id embedding
         stats = [self.features.statistics(features)] if self.use_statistics else []  # (B, S)

@@ -1,6 +1,9 @@
 """Foundation: a tiny alltoall over 2 real processes gives the known result on both ranks."""
 
+import pytest
 from hvdrun import horovodrun
+
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
 
 
 def test_alltoall_two_processes(tmp_path):

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from hvdrun import horovodrun
 
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

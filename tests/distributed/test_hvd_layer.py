@@ -6,6 +6,8 @@ import json
 import pytest
 from hvdrun import horovodrun
 
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 TOL = 1e-5
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def hvd():

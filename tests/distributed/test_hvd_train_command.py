@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 ARGS = ["--model", "lmn", "--dataset", "ml-100k", "--limit", "2048", "--eval-limit", "512",
         "--batch-size", "256", "--num-keys", "16", "--quiet"]

@@ -3,6 +3,8 @@
 import pytest
 from hvdrun import horovodrun
 
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 TOL = 1e-5
 CASES = ["uneven_duplicates", "rank1_receives_none", "rank1_sends_none", "one_hot_id"]
 

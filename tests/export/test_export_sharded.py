@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -10,6 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ARGS = ["--model", "lmn", "--dataset", "ml-100k", "--limit", "8192", "--eval-limit", "512",

@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from lmn_tf import checkpointing
 
+pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def hvd_checkpoint():
