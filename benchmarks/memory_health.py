@@ -40,7 +40,8 @@ def slot_use(model, batch: dict) -> dict[str, float]:
     memory = model.memory
     seq, mask = model.sequence(batch)  # (B, L, d), (B, L)
     target = model.target_item(model.features.target(batch))  # (B, d)
-    items, user, mask = model.memory_inputs(seq, mask, target, model.features.user(batch))
+    items, user, mask = model.memory_inputs(batch, seq, mask, target,
+                                            model.features.user(batch))
     weight, memory.memory_loss_weight = memory.memory_loss_weight, 0.0  # read, add no loss
     try:
         _, slots = memory(items, user, mask=mask, return_slots=True)

@@ -156,6 +156,7 @@ def log_features(
     item_genres: np.ndarray,
     item_year: np.ndarray,
     history: str = "rated",
+    sim_window: int = LONG_SEQ_LEN,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Every `schema.FEATURES` array of an event log.
@@ -171,6 +172,8 @@ def log_features(
         item_year: (num_items,) release-year index.
         history: "rated": every earlier rated event enters the sequences; "positive": only
             the positives (label 1), the paper's setting.
+        sim_window: how many of the latest earlier events SIM's hard search looks through
+            (SIM's 1000).
         progress: show a progress bar over the SIM search.
 
     Returns:
@@ -200,7 +203,7 @@ def log_features(
     enters = np.ones(len(user), bool) if history == "rated" else label == 1
     item_genres = np.asarray(item_genres)
     hist, hist_r, sim, sim_r = behaviour_sequences(
-        user, item, rating, enters, genre_masks(item_genres), SEQ_LEN, LONG_SEQ_LEN, SEQ_LEN,
+        user, item, rating, enters, genre_masks(item_genres), SEQ_LEN, sim_window, SEQ_LEN,
         progress)
     out = statistics(user, item, rating, label.astype(np.int64), profile=profile,
                      item_genres=item_genres)

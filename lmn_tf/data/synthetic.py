@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmn_tf.data.features import PROFILE_FIELDS, log_features
-from lmn_tf.data.schema import FEATURES, LABEL, Vocab
+from lmn_tf.data.schema import FEATURES, LABEL, SEQ_LEN, Vocab
 
 TRUE_PROB = "true_prob"  # float64 (): the click probability each label was drawn from
 _USER_VOCAB = {"user_gender": 2, "user_age": 7, "user_occupation": 21, "user_zip": 100}
@@ -145,6 +145,98 @@ def load(
         num_genres=num_topics + 1,
         num_years=_NUM_YEARS + 1,
     )
+    return train, eval_, vocab
+
+
+MEMORISATION_MAX_GROUPS = 2 * 7 * 21 * 100  # every (gender, age, occupation, zip) once
+
+
+def memorisation(
+    num_groups: int = 100,
+    num_items: int = 1000,
+    exposures: int = 20,
+    users_per_group: int = 10,
+    strength: float = 1.5,
+    item_bias_std: float = 0.5,
+    eval_samples: int = 200_000,
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Vocab]:
+    """A memorisation task with a known answer: a random preference per (group, item) pair.
+
+    ``A[g, i]`` is +1 or -1 independently for every pair (a full-rank table: no embedding of
+    the group and of the item separately can express it, a store of the pairs can), and a
+    sample of group g and item i is a click with probability
+    ``sigmoid(strength·A[g, i] + b_i)``, ``b_i ~ N(0, item_bias_std²)``. A user's group is
+    visible through their profile: group g has its own (gender, age, occupation, zip), and
+    ``users_per_group`` users share it. Training holds every pair exactly ``exposures``
+    times (each time with a random user of the group) in a random order; evaluation follows
+    in time with ``eval_samples`` fresh pairs drawn uniformly. Items carry no genre or year
+    signal (one genre, random years). Every feature comes from the event log through
+    ``features.log_features`` as for ``load`` (ratings = label + 1), so every model and the
+    export run on this data unchanged.
+
+    Args:
+        num_groups: user groups, at most ``MEMORISATION_MAX_GROUPS``.
+        num_items: items; the task has ``num_groups · num_items`` pairs.
+        exposures: training samples of every pair.
+        users_per_group: users sharing a group's profile.
+        strength: logit weight of the pair's preference.
+        item_bias_std: std of the item biases.
+        eval_samples: evaluation samples.
+        seed: the random seed; equal seeds give equal arrays.
+
+    Returns:
+        `(train, eval, vocab)` as ``load``, both splits holding ``TRUE_PROB``;
+        ``expected_auc(p, p)`` of the eval split's ``TRUE_PROB`` is the Bayes-optimal AUC.
+
+    Raises:
+        ValueError: on a non-positive size or too many groups.
+
+    Example:
+        >>> train, eval_, vocab = memorisation(num_groups=4, num_items=5, exposures=2,
+        ...                                    eval_samples=10)
+        >>> len(train["label"]), len(eval_["label"]), vocab.num_items
+        (40, 10, 6)
+    """
+    sizes = {"num_groups": num_groups, "num_items": num_items, "exposures": exposures,
+             "users_per_group": users_per_group, "eval_samples": eval_samples}
+    for arg, value in sizes.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+    if num_groups > MEMORISATION_MAX_GROUPS:
+        raise ValueError(f"`num_groups` must be <= {MEMORISATION_MAX_GROUPS} (one profile per "
+                         f"group). Received: num_groups={num_groups}")
+    rng = np.random.default_rng(seed)
+    prefer = rng.choice(np.array([-1.0, 1.0]), size=(num_groups, num_items))  # A (G, I)
+    logit = strength * prefer + rng.normal(0.0, item_bias_std, num_items)
+    prob_of = 1.0 / (1.0 + np.exp(-logit))  # (G, I)
+    n_train = num_groups * num_items * exposures
+    pair = rng.permutation(np.repeat(np.arange(num_groups * num_items), exposures))
+    pair = np.r_[pair, rng.integers(0, num_groups * num_items, eval_samples)]
+    group, item = pair // num_items, pair % num_items  # 0-based
+    user = 1 + group * users_per_group + rng.integers(0, users_per_group, len(pair))
+    prob = prob_of[group, item]
+    label = (rng.random(len(pair)) < prob).astype(np.int64)
+
+    code = np.arange(num_groups)  # group -> one (gender, age, occupation, zip) each
+    of_group = {"user_gender": code % 2, "user_age": code // 2 % 7,
+                "user_occupation": code // 14 % 21, "user_zip": code // 294}
+    profile = {k: np.r_[0, np.repeat(v + 1, users_per_group)] for k, v in of_group.items()}
+    genres = np.zeros((num_items + 1, FEATURES["item_genres"][1][0]), np.int64)
+    genres[1:, 0] = 1
+    # One genre for all: SIM's search over any window returns the latest events, so a
+    # window of SEQ_LEN gives what LONG_SEQ_LEN would, minutes faster.
+    arrays = log_features(user, item + 1, label + 1, label, profile=profile,
+                          item_genres=genres,
+                          item_year=np.r_[0, rng.integers(1, _NUM_YEARS + 1, num_items)],
+                          sim_window=SEQ_LEN, progress=False)
+    arrays[LABEL] = label.astype(np.float32)
+    arrays[TRUE_PROB] = prob
+    train = {k: v[:n_train] for k, v in arrays.items()}
+    eval_ = {k: v[n_train:] for k, v in arrays.items()}
+    vocab = Vocab(num_users=num_groups * users_per_group + 1, num_items=num_items + 1,
+                  num_genders=3, num_ages=8, num_occupations=22, num_zips=101, num_genres=2,
+                  num_years=_NUM_YEARS + 1)
     return train, eval_, vocab
 
 

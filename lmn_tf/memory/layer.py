@@ -11,6 +11,7 @@ from lmn_tf.memory.scoring import SCORING
 from lmn_tf.memory.values import LocalValues, ValueStore
 
 STOP_GRADIENT = ("none", "query", "readout")
+ADDRESSING = ("learned", "fixed")
 _EPSILON = 1e-3  # query_norm's variance epsilon
 # The selection each mode runs: "two_stage" through the C++ kernel when it is built (same
 # slots, order and scores as scoring.two_stage_top_k, which it falls back to).
@@ -79,6 +80,15 @@ class LMNLayer(tf.keras.layers.Layer):
       trainable_keys: False keeps the row and column keys at their random initial values
         (a learned hash: only the queries and the values learn), so no key can grow into a
         hub that wins every query.
+      addressing: ``"learned"`` (paper: queries and keys learn end to end) or ``"fixed"``:
+        the query MLPs and the keys keep their random initial values and no gradient
+        reaches ``items`` or ``user`` through the memory, so which slots an input reads
+        never changes and only the values learn (a random locality-sensitive hash into
+        the n slots). A slot's value is only useful if the inputs that wrote it read it
+        again: learned addresses drift while the values are being written, which is why
+        the layer barely memorises with them (``benchmarks/capacity_probe.py``). An address
+        is only as stable as its inputs, so feed inputs that do not drift either (e.g.
+        frozen random embeddings of the ids, as ``LMN(memory_embeddings="fixed")`` does).
       kernel_initializer: initializer of the MLP kernels.
       key_initializer: default uniform(±key_dim**-0.5), as in PKM.
       value_initializer: default normal(0, value_dim**-0.5), as in PKM.
@@ -124,7 +134,7 @@ class LMNLayer(tf.keras.layers.Layer):
                  memory_loss_weight: float = 1.0, memory_loss_stop_gradient: str = "none",
                  scoring: str = "two_stage", value_store: ValueStore | None = None,
                  query_norm: bool = False, trainable_keys: bool = True,
-                 kernel_initializer="glorot_uniform", key_initializer=None,
+                 addressing: str = "learned", kernel_initializer="glorot_uniform", key_initializer=None,
                  value_initializer=None, **kwargs):
         super().__init__(**kwargs)
         sizes = {"num_keys": num_keys, "top_k": top_k, "num_heads": num_heads,
@@ -148,6 +158,9 @@ class LMNLayer(tf.keras.layers.Layer):
         if scoring not in SCORING:
             raise ValueError(f"`scoring` must be one of {tuple(SCORING)}. "
                              f"Received: scoring={scoring!r}")
+        if addressing not in ADDRESSING:
+            raise ValueError(f"`addressing` must be one of {ADDRESSING}. "
+                             f"Received: addressing={addressing!r}")
         value_store = LocalValues() if value_store is None else value_store
         if not isinstance(value_store, ValueStore):
             raise ValueError("`value_store` must be a ValueStore. "
@@ -161,6 +174,7 @@ class LMNLayer(tf.keras.layers.Layer):
         self.memory_loss_stop_gradient, self.scoring = memory_loss_stop_gradient, scoring
         self.value_store = value_store
         self.query_norm, self.trainable_keys = bool(query_norm), bool(trainable_keys)
+        self.addressing = addressing
         self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
         self.key_initializer = key_initializer and tf.keras.initializers.get(key_initializer)
         self.value_initializer = value_initializer and tf.keras.initializers.get(
@@ -194,13 +208,16 @@ class LMNLayer(tf.keras.layers.Layer):
         self.query_mlp = self._mlp(self.query_hidden_units, d_v, "user_aware")
         self.row_query_mlp = self._mlp(self.head_hidden_units, h * d_k, "row_query")
         self.col_query_mlp = self._mlp(self.head_hidden_units, h * d_k, "col_query")
+        fixed = self.addressing == "fixed"
+        for mlp in (self.query_mlp, self.row_query_mlp, self.col_query_mlp):
+            mlp.trainable = not fixed
         key_init = self.key_initializer or tf.keras.initializers.RandomUniform(
             -(d_k**-0.5), d_k**-0.5)
         self.row_keys = self.add_weight(name="row_keys", shape=(h, m, d_k),
-                                        trainable=self.trainable_keys,
+                                        trainable=self.trainable_keys and not fixed,
                                         initializer=_fresh(key_init))
         self.col_keys = self.add_weight(name="col_keys", shape=(h, m, d_k),
-                                        trainable=self.trainable_keys,
+                                        trainable=self.trainable_keys and not fixed,
                                         initializer=_fresh(key_init))
         if self.query_norm:  # moving moments of the row and column queries, per dimension
             self.query_moments = {  # string keys: Keras tracks (and checkpoints) the dict
@@ -248,6 +265,8 @@ class LMNLayer(tf.keras.layers.Layer):
         self._check_inputs(items, user, mask)
         items = tf.cast(items, self.compute_dtype)
         user = tf.cast(user, self.compute_dtype)
+        if self.addressing == "fixed":  # the inputs only address: nothing may move them
+            items, user = tf.stop_gradient(items), tf.stop_gradient(user)
         keep = None if mask is None else tf.cast(mask, tf.bool)
         if not training:  # inference (predict, evaluate, export, plain calls)
             m_q, scores, slots = self._select_inference(items, user)
@@ -385,6 +404,7 @@ class LMNLayer(tf.keras.layers.Layer):
             "value_store": tf.keras.utils.serialize_keras_object(self.value_store),
             "query_norm": self.query_norm,
             "trainable_keys": self.trainable_keys,
+            "addressing": self.addressing,
             "kernel_initializer": ser(self.kernel_initializer),
             "key_initializer": self.key_initializer and ser(self.key_initializer),
             "value_initializer": self.value_initializer and ser(self.value_initializer),

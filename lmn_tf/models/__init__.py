@@ -21,6 +21,7 @@ MODELS: dict[str, str] = {
     "sim": "lmn_tf.models.sim:SIM",
     "mimn": "lmn_tf.models.mimn:MIMN",
     "lmn": "lmn_tf.models.lmn:LMN",
+    "cross": "lmn_tf.models.cross:Cross",  # the explicit pair store (experiment capacity)
 }
 
 

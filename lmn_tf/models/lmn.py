@@ -12,7 +12,13 @@ How the ranking model consumes the memory (the paper leaves it open; decided her
 3. ``readout="attended"`` (default): the history read-outs are weighted by a DIN activation
    unit whose query is the target's read-out (or, with ``target_query=False``, the target
    embedding projected to d_v); ``readout="pooled"``: their masked mean instead.
-4. The result is concatenated to DIN's input (user, target, DIN's attention over the raw
+4. ``history_query=False``: only the target queries (a learned user x item cross-feature
+   store, one query per sample instead of L+1); the history read-outs of step 3 go away.
+5. ``memory_embeddings="fixed"``: the memory is queried with its own frozen random
+   embeddings of the same fields instead of the model's (which keep training), so with the
+   layer's ``addressing="fixed"`` a user-item pair reads the same slots from the first step
+   to the last and the values can store it (``lmn-tf experiment capacity`` measures why).
+6. The result is concatenated to DIN's input (user, target, DIN's attention over the raw
    sequence), so LMN = DIN + memory features; the memory loss ``alpha·SmoothL1(M_O, M_Q)`` is added
    by the layer (``memory_loss_weight`` = alpha; ``stop_gradient`` picks which side it moves).
 Memory values are trained by a sparse optimizer (``sparse_variables``); everything else by Adam.
@@ -26,6 +32,7 @@ from lmn_tf.models.attention import TargetAttention, masked_mean
 from lmn_tf.models.din import DIN
 
 READOUTS = ("attended", "pooled")
+MEMORY_EMBEDDINGS = ("shared", "fixed")
 
 
 class LMN(DIN):
@@ -41,6 +48,9 @@ class LMN(DIN):
         target_query: whether the target item also queries the memory.
         stop_gradient: the layer's ``memory_loss_stop_gradient``: "none" (paper), "query"
             (M_Q is a fixed target) or "readout".
+        history_query: whether the history items query the memory (False: only the target).
+        memory_embeddings: ``"shared"`` (the memory is queried with the model's embeddings)
+            or ``"fixed"`` (with frozen random embeddings of its own, for stable addresses).
         query_user_id: whether the memory queries see the user-id embedding (the paper's
             user-aware block sees the whole user). False gives them only the profile fields
             (gender, age, occupation, zip), which every user's samples train: a user unseen
@@ -50,7 +60,8 @@ class LMN(DIN):
         **kwargs: ``DIN`` arguments.
 
     Raises:
-        ValueError: on an unknown ``readout``.
+        ValueError: on an unknown ``readout`` or ``memory_embeddings``, or
+            ``history_query=False`` without ``target_query``.
 
     Example:
     >>> from lmn_tf.data.schema import Vocab
@@ -64,33 +75,54 @@ class LMN(DIN):
                  memory_loss_weight: float = 0.1, value_dim: int = 32,
                  readout: str = "attended", target_query: bool = True,
                  stop_gradient: str = "none", query_user_id: bool = True,
+                 history_query: bool = True, memory_embeddings: str = "shared",
                  memory_options: dict | None = None,
                  attention_units=(80, 40), value_store=None, **kwargs):
         super().__init__(vocab, attention_units=attention_units, **kwargs)
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}. Received: {readout=}")
+        if memory_embeddings not in MEMORY_EMBEDDINGS:
+            raise ValueError(f"memory_embeddings must be one of {MEMORY_EMBEDDINGS}. "
+                             f"Received: {memory_embeddings=}")
+        if not (history_query or target_query):
+            raise ValueError("Something must query the memory: history_query=False needs "
+                             f"target_query=True. Received: {history_query=}, {target_query=}")
         from lmn_tf.memory.layer import LMNLayer
 
         self.readout, self.target_query = readout, target_query
         self.query_user_id = query_user_id
+        self.history_query, self.memory_embeddings = history_query, memory_embeddings
+        if memory_embeddings == "fixed":
+            from lmn_tf.models.features import FeatureStack
+
+            self.address_features = FeatureStack(self.vocab, self.embedding_dim,
+                                                 trainable=False, name="address_features")
         self.memory = LMNLayer(num_keys=num_keys, top_k=top_k, num_heads=num_heads,
                                memory_loss_weight=memory_loss_weight, value_dim=value_dim,
                                memory_loss_stop_gradient=stop_gradient, value_store=value_store,
                                **(memory_options or {}), name="memory")
-        if readout == "attended":
+        if readout == "attended" and history_query:
             self.memory_attention = TargetAttention(attention_units, name="memory_attention")
             if not target_query:
                 self.query_projection = tf.keras.layers.Dense(value_dim, name="query_projection")
 
-    def memory_inputs(self, seq, mask, item, user):
-        """``(items, user, mask)`` the memory is called with (design points 1 and 2).
+    def memory_inputs(self, features, seq, mask, item, user):
+        """``(items, user, mask)`` the memory is called with (design points 1, 2, 4, 5).
 
         ``seq`` (B, L, d) and ``mask`` (B, L) are the history's, ``item`` (B, d) the target's,
-        ``user`` (B, 5d) the user features; the target is position L when it queries too.
+        ``user`` (B, 5d) the user features, all the model's own embeddings of ``features``;
+        with ``memory_embeddings="fixed"`` the memory's frozen tables embed the same fields
+        instead. The target is the last position when it queries.
         """
+        if self.memory_embeddings == "fixed":
+            stack = self.address_features
+            seq, item, user = (stack.item(features["hist_item_ids"]),
+                               stack.item(features["item_id"]), stack.user(features))
+        if not self.history_query:
+            seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_query:
             seq = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
-            mask = tf.concat([mask, tf.ones_like(mask[:, :1])], 1)
+            mask = tf.concat([mask, tf.ones_like(item[:, :1], tf.bool)], 1)
         if not self.query_user_id:  # FeatureStack.user puts the id's embedding first
             user = user[:, self.embedding_dim:]  # (B, 4d): the profile fields
         return seq, user, mask
@@ -98,14 +130,16 @@ class LMN(DIN):
     def interest(self, features, user, target, training):
         seq, mask = self.sequence(features)  # (B, L, d), (B, L)
         item = self.target_item(target)  # (B, d)
-        length = tf.shape(seq)[1]
-        items, query_user, items_mask = self.memory_inputs(seq, mask, item, user)
+        length = tf.shape(seq)[1] if self.history_query else 0
+        items, query_user, items_mask = self.memory_inputs(features, seq, mask, item, user)
         read = self.memory(items, query_user, mask=items_mask,
                            training=training)  # (B, L(+1), d_v)
-        history = read[:, :length]
         out = [self.attention(item, seq, mask)]  # DIN's interest, reusing seq's lookup
         if self.target_query:
             out.append(read[:, length])  # (B, d_v)
+        if not self.history_query:
+            return out
+        history = read[:, :length]
         if self.readout == "pooled":
             out.append(masked_mean(history, mask))
         else:

@@ -375,3 +375,26 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(module, extraglobs={"tf": tf}, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
     assert result.attempted > 0 or module is lmn_tf.memory.scoring
+
+
+def test_fixed_addressing_learns_only_the_values_and_moves_no_input():
+    layer = lmn_tf.LMNLayer(num_keys=8, top_k=4, num_heads=2, addressing="fixed")
+    items, user = tf.random.normal((3, 5, 16)), tf.random.normal((3, 6))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([items, user])
+        out = layer(items, user, training=True)
+    assert [v.name for v in layer.trainable_variables] == [
+        v.name for v in layer.value_variables]
+    assert tape.gradient(out, items) is None and tape.gradient(out, user) is None
+    assert tape.gradient(out, layer.value_variables[0]) is not None
+    _, before = layer(items, user, return_slots=True)
+    layer.value_variables[0].assign_add(tf.ones_like(layer.value_variables[0]))
+    _, after = layer(items, user, return_slots=True)
+    np.testing.assert_array_equal(before, after)  # values move, addresses do not
+    assert layer.get_config()["addressing"] == "fixed"
+    assert lmn_tf.LMNLayer.from_config(layer.get_config()).addressing == "fixed"
+
+
+def test_unknown_addressing_is_rejected():
+    with pytest.raises(ValueError, match="Received: addressing='hashed'"):
+        lmn_tf.LMNLayer(num_keys=8, top_k=4, addressing="hashed")

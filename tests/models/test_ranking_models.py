@@ -131,7 +131,8 @@ def test_lmn_values_get_sparse_adagrad_and_only_read_rows_move():
     model.compile(optimizer=optimizer)
     f = random_features(vocab, 2)
     before = values.numpy().copy()
-    items, user, mask = model.memory_inputs(*model.sequence(f), model.features.item(f["item_id"]),
+    items, user, mask = model.memory_inputs(f, *model.sequence(f),
+                                            model.features.item(f["item_id"]),
                                             model.features.user(f))
     _, slots = model.memory(items, user, mask=mask, return_slots=True)
     model.train_on_batch(f)
@@ -201,3 +202,41 @@ def test_every_model_reads_the_statistics_unless_off(name):
     model, plain = _model(name, vocab), _model(name, vocab, statistics=False)
     assert not np.allclose(model(f), model(g))
     np.testing.assert_array_equal(plain(f), plain(g))
+
+
+def test_lmn_target_only_queries_with_frozen_address_embeddings():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, num_keys=16, history_query=False, memory_embeddings="fixed",
+                   query_user_id=False, memory_options={"addressing": "fixed"})
+    f = random_features(vocab, 4)
+    items, user, mask = model.memory_inputs(f, *model.sequence(f),
+                                            model.features.item(f["item_id"]),
+                                            model.features.user(f))
+    assert items.shape[1] == 1 and mask.shape == (4, 1)
+    assert user.shape[1] == 4 * model.embedding_dim  # the profile fields only
+    np.testing.assert_allclose(items[:, 0], model.address_features.item(f["item_id"]))
+    model.compile(optimizer=make_optimizer(model, 1e-2, 0.3, 1e-6))
+    frozen = [w.numpy() for w in model.address_features.weights]
+    model.train_on_batch(f)
+    for before, w in zip(frozen, model.address_features.weights, strict=True):
+        np.testing.assert_array_equal(before, w.numpy())  # addresses never drift
+
+
+def test_lmn_rejects_a_memory_nobody_queries_and_unknown_embeddings():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    with pytest.raises(ValueError, match="history_query=False needs target_query=True"):
+        build_model("lmn", vocab, history_query=False, target_query=False)
+    with pytest.raises(ValueError, match="memory_embeddings must be one of"):
+        build_model("lmn", vocab, memory_embeddings="learned")
+
+
+def test_cross_ids_separate_profiles_and_items():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = build_model("cross", vocab, embedding_dim=4, cross_buckets=1 << 20)
+    f = random_features(vocab, 64)
+    ids = model.cross_ids(f).numpy()
+    combos = {tuple(int(f[k][j]) for k in ("user_gender", "user_age", "user_occupation",
+                                            "user_zip", "item_id")) for j in range(64)}
+    assert len(set(ids)) == len(combos) and ids.min() >= 0 and ids.max() < 1 << 20
+    with pytest.raises(ValueError, match="cross_buckets"):
+        build_model("cross", vocab, cross_buckets=0)

@@ -1,0 +1,215 @@
+"""Memorisation probe of LMNLayer alone (issue 15's setup): which cause keeps it from storing?
+
+G groups x NI items, a random preference A[g, i] = +-1 per pair, label ~ Bernoulli(sigmoid(1.5 A
++ b_i)); group and item embeddings (width 32) into a 200-80 MLP; LMN adds LMNLayer(item, group)
+(4 heads, K = 32, query_norm, alpha = 0), its read-out concatenated to the MLP input; values
+on legacy Adagrad (lr 0.3, start 1e-6), the rest on Adam 2e-3; 1 epoch of `--exposures`
+samples per pair; test AUC on 200k fresh samples. `--model pair` adds a width-8 embedding of
+the pair id (the reference). The flags isolate the causes:
+  --fixed-emb     the memory is queried with frozen random group/item embeddings of its own
+  --freeze-addr   the layer's query MLPs and keys do not train (only the values learn)
+  --overlap       print how many slots pairs sharing an item / a group read in common
+Prints one JSON line (and appends it to --json if given). Results: results/capacity_probe.md.
+
+Example: python benchmarks/capacity_probe.py --items 1000 --fixed-emb --freeze-addr --sqrt-n 316
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+import tensorflow as tf
+
+import lmn_tf
+
+p = argparse.ArgumentParser()
+p.add_argument("--groups", type=int, default=100)
+p.add_argument("--items", type=int, default=100)
+p.add_argument("--exposures", type=int, default=20)
+p.add_argument("--model", default="lmn")
+p.add_argument("--sqrt-n", type=int, default=100)
+p.add_argument("--top-k", type=int, default=32)
+p.add_argument("--heads", type=int, default=4)
+p.add_argument("--layer", default="{}")
+p.add_argument("--vlr", type=float, default=0.3)
+p.add_argument("--vacc", type=float, default=1e-6)
+p.add_argument("--vopt", default="adagrad")
+p.add_argument("--lr", type=float, default=2e-3)
+p.add_argument("--epochs", type=int, default=1)
+p.add_argument("--batch", type=int, default=1024)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--freeze-addr", action="store_true")
+p.add_argument("--fixed-emb", action="store_true")
+p.add_argument("--overlap", action="store_true")
+p.add_argument("--qemb-trainable", action="store_true")
+p.add_argument("--qhid", default="")
+p.add_argument("--emb-std", type=float, default=0)
+p.add_argument("--json", help="append the result line to this file")
+a = p.parse_args()
+rng = np.random.default_rng(a.seed)
+G, NI = a.groups, a.items
+A = rng.choice([-1.0, 1.0], size=(G, NI))
+b = rng.normal(0, 0.5, NI)
+logit = 1.5 * A + b[None]
+prob = 1 / (1 + np.exp(-logit))
+
+
+def sample(n, rng):
+    g = rng.integers(0, G, n)
+    i = rng.integers(0, NI, n)
+    y = (rng.random(n) < prob[g, i]).astype(np.float32)
+    return g.astype(np.int32), i.astype(np.int32), y, prob[g, i]
+
+
+n_train = G * NI * a.exposures
+pairs = np.repeat(np.arange(G * NI), a.exposures)
+rng.shuffle(pairs)
+gtr, itr = (pairs // NI).astype(np.int32), (pairs % NI).astype(np.int32)
+ytr = (rng.random(n_train) < prob[gtr, itr]).astype(np.float32)
+gte, ite, yte, pte = sample(200_000, rng)
+
+
+def auc(y, s):
+    o = np.argsort(s)
+    r = np.empty(len(s))
+    r[o] = np.arange(1, len(s) + 1)
+    npos = y.sum()
+    return (r[y == 1].sum() - npos * (npos + 1) / 2) / (npos * (len(y) - npos))
+
+
+bayes = auc(yte, pte)
+tf.keras.utils.set_random_seed(a.seed)
+
+
+class M(tf.keras.Model):
+    def __init__(self):
+        super().__init__()
+        ini = tf.keras.initializers.RandomNormal(stddev=a.emb_std) if a.emb_std else "uniform"
+        self.ge = tf.keras.layers.Embedding(G, 32, embeddings_initializer=ini)
+        self.ie = tf.keras.layers.Embedding(NI, 32, embeddings_initializer=ini)
+        self.mlp = tf.keras.Sequential(
+            [
+                tf.keras.layers.Dense(200, "relu"),
+                tf.keras.layers.Dense(80, "relu"),
+                tf.keras.layers.Dense(1),
+            ]
+        )
+        self.mem = None
+        if a.model == "lmn":
+            kw = dict(
+                num_keys=a.sqrt_n,
+                top_k=a.top_k,
+                num_heads=a.heads,
+                key_dim=32,
+                query_norm=True,
+                memory_loss_weight=0.0,
+            )
+            kw.update(json.loads(a.layer))
+            self.mem = lmn_tf.LMNLayer(**kw)
+        if a.fixed_emb:
+            self.qg = tf.keras.layers.Embedding(G, 32, trainable=a.qemb_trainable)
+            self.qi = tf.keras.layers.Embedding(NI, 32, trainable=a.qemb_trainable)
+        if a.model == "pair":
+            self.pe = tf.keras.layers.Embedding(G * NI, 8)
+
+    def call(self, x, training=False):
+        g, i = x
+        ge, ie = self.ge(g), self.ie(i)
+        h = [ge, ie]
+        if self.mem is not None:
+            qi, qg = (self.qi(i), self.qg(g)) if a.fixed_emb else (ie, ge)
+            h.append(self.mem(qi[:, None], qg, training=training)[:, 0])
+        if a.model == "pair":
+            h.append(self.pe(g * NI + i))
+        return self.mlp(tf.concat(h, -1))[:, 0]
+
+
+m = M()
+m((gtr[:2], itr[:2]))
+vals = (
+    m.mem.value_variables if m.mem else []  # the pair table trains with Adam, as the rest
+)
+vref = {v.ref() for v in vals}
+if a.freeze_addr:
+    vref |= {v.ref() for v in m.mem.trainable_variables}
+dense = [v for v in m.trainable_variables if v.ref() not in vref]
+adam = tf.keras.optimizers.legacy.Adam(a.lr)
+if a.vopt == "adagrad":
+    vopt = tf.keras.optimizers.legacy.Adagrad(a.vlr, initial_accumulator_value=a.vacc)
+elif a.vopt == "sgd":
+    vopt = tf.keras.optimizers.legacy.SGD(a.vlr)
+else:
+    vopt = tf.keras.optimizers.legacy.Adam(a.vlr)
+
+
+@tf.function
+def step(g, i, y):
+    with tf.GradientTape() as t:
+        logits = m((g, i), training=True)
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, logits))
+    gr = t.gradient(loss, dense + vals)
+    adam.apply_gradients(zip(gr[: len(dense)], dense, strict=True))
+    if vals:
+        vopt.apply_gradients(zip(gr[len(dense) :], vals, strict=True))
+    return loss
+
+
+t0 = time.time()
+steps = 0
+for ep in range(a.epochs):
+    perm = rng.permutation(n_train) if ep else np.arange(n_train)
+    for s in range(0, n_train, a.batch):
+        j = perm[s : s + a.batch]
+        step(gtr[j], itr[j], ytr[j])
+        steps += 1
+tt = time.time() - t0
+pred = np.concatenate(
+    [
+        m((gte[s : s + 8192], ite[s : s + 8192]), training=False).numpy()
+        for s in range(0, len(gte), 8192)
+    ]
+)
+r = auc(yte, pred)
+base_ref = None
+line = json.dumps(
+    {
+        "args": vars(a),
+        "auc": round(float(r), 4),
+        "bayes": round(float(bayes), 4),
+        "train_s": round(tt, 1),
+        "ms_step": round(1000 * tt / steps, 2),
+    }
+)
+print(line)
+if a.json:
+    with open(a.json, "a") as f:
+        f.write(line + "\n")
+
+if a.overlap and m.mem is not None:
+
+    def slots(g, i):
+        qi, qg = (m.qi(i), m.qg(g)) if a.fixed_emb else (m.ie(i), m.ge(g))
+        _, sl = m.mem(qi[:, None], qg, return_slots=True)
+        return sl.numpy()[:, 0].reshape(len(g), -1)
+
+    n = 2000
+    g = rng.integers(0, G, n).astype(np.int32)
+    i = rng.integers(0, NI, n).astype(np.int32)
+    g2 = ((g + rng.integers(1, G, n)) % G).astype(np.int32)
+    i2 = ((i + rng.integers(1, NI, n)) % NI).astype(np.int32)
+    base = slots(g, i)
+
+    def ov(o):
+        return np.mean([len(set(x) & set(y)) / len(set(x)) for x, y in zip(base, o, strict=True)])
+
+    print(
+        "overlap same-item",
+        ov(slots(g2, i)),
+        "same-group",
+        ov(slots(g, i2)),
+        "random",
+        ov(slots(g2, i2)),
+    )
+    allsl = slots(gte[:20000], ite[:20000])
+    print("coverage", len(np.unique(allsl)) / m.mem.num_slots)
