@@ -27,7 +27,6 @@ import pathlib
 import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import synthetic

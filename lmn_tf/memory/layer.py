@@ -134,8 +134,8 @@ class LMNLayer(tf.keras.layers.Layer):
                  memory_loss_weight: float = 1.0, memory_loss_stop_gradient: str = "none",
                  scoring: str = "two_stage", value_store: ValueStore | None = None,
                  query_norm: bool = False, trainable_keys: bool = True,
-                 addressing: str = "learned", kernel_initializer="glorot_uniform", key_initializer=None,
-                 value_initializer=None, **kwargs):
+                 addressing: str = "learned", kernel_initializer="glorot_uniform",
+                 key_initializer=None, value_initializer=None, **kwargs):
         super().__init__(**kwargs)
         sizes = {"num_keys": num_keys, "top_k": top_k, "num_heads": num_heads,
                  "key_dim": key_dim, "value_dim": 1 if value_dim is None else value_dim}

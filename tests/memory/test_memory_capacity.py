@@ -15,25 +15,25 @@ import tensorflow as tf
 import lmn_tf
 from lmn_tf.data.synthetic import expected_auc
 
-G, I, EXPOSURES = 40, 50, 20
+G, NI, EXPOSURES = 40, 50, 20
 
 
 def _task(seed=0):
     rng = np.random.default_rng(seed)
-    prob = 1 / (1 + np.exp(-(1.5 * rng.choice([-1.0, 1.0], (G, I)) + rng.normal(0, 0.5, I))))
-    pair = rng.permutation(np.repeat(np.arange(G * I), EXPOSURES))
-    test = rng.integers(0, G * I, 50_000)
-    draw = [(p // I, p % I, (rng.random(len(p)) < prob[p // I, p % I]).astype(np.float32))
+    prob = 1 / (1 + np.exp(-(1.5 * rng.choice([-1.0, 1.0], (G, NI)) + rng.normal(0, 0.5, NI))))
+    pair = rng.permutation(np.repeat(np.arange(G * NI), EXPOSURES))
+    test = rng.integers(0, G * NI, 50_000)
+    draw = [(p // NI, p % NI, (rng.random(len(p)) < prob[p // NI, p % NI]).astype(np.float32))
             for p in (pair, test)]
-    return draw, prob[test // I, test % I]
+    return draw, prob[test // NI, test % NI]
 
 
 class _Model(tf.keras.Model):
     def __init__(self, memory: bool):
         super().__init__()
-        self.group, self.item = tf.keras.layers.Embedding(G, 32), tf.keras.layers.Embedding(I, 32)
+        self.group, self.item = tf.keras.layers.Embedding(G, 32), tf.keras.layers.Embedding(NI, 32)
         # The memory's own frozen embeddings: an address that never drifts.
-        self.address = [tf.keras.layers.Embedding(n, 32, trainable=False) for n in (G, I)]
+        self.address = [tf.keras.layers.Embedding(n, 32, trainable=False) for n in (G, NI)]
         self.memory = memory and lmn_tf.LMNLayer(
             num_keys=64, top_k=8, num_heads=4, addressing="fixed", query_norm=True,
             memory_loss_weight=0.0)
