@@ -33,6 +33,17 @@ from lmn_tf.models.din import DIN
 
 READOUTS = ("attended", "pooled")
 MEMORY_EMBEDDINGS = ("shared", "fixed")
+PROFILE_BUCKETS = 2**16
+_PROFILE = (("user_gender", "num_genders"), ("user_age", "num_ages"),
+            ("user_occupation", "num_occupations"), ("user_zip", "num_zips"))
+
+
+def profile_bucket(features: dict, vocab: dict) -> tf.Tensor:
+    """(B,) int64 hash bucket of each user's (gender, age, occupation, zip) combination."""
+    code = tf.zeros_like(tf.cast(features["user_gender"], tf.int64))
+    for field, size in _PROFILE:
+        code = code * int(vocab[size]) + tf.cast(features[field], tf.int64)
+    return (code * 0x9E3779B1) % 2**31 % PROFILE_BUCKETS  # multiplicative hashing
 
 
 class LMN(DIN):
@@ -50,7 +61,8 @@ class LMN(DIN):
             (M_Q is a fixed target) or "readout".
         history_query: whether the history items query the memory (False: only the target).
         memory_embeddings: ``"shared"`` (the memory is queried with the model's embeddings)
-            or ``"fixed"`` (with frozen random embeddings of its own, for stable addresses).
+            or ``"fixed"`` (with frozen random embeddings of its own, for stable addresses:
+            the items', the user id's, and one per hashed profile combination).
         query_user_id: whether the memory queries see the user-id embedding (the paper's
             user-aware block sees the whole user). False gives them only the profile fields
             (gender, age, occupation, zip), which every user's samples train: a user unseen
@@ -97,6 +109,10 @@ class LMN(DIN):
 
             self.address_features = FeatureStack(self.vocab, self.embedding_dim,
                                                  trainable=False, name="address_features")
+            # One frozen vector per profile combination, not a sum of one per field: users
+            # who share all but one field would otherwise query almost alike.
+            self.address_profile = tf.keras.layers.Embedding(
+                PROFILE_BUCKETS, self.embedding_dim, trainable=False, name="address_profile")
         self.memory = LMNLayer(num_keys=num_keys, top_k=top_k, num_heads=num_heads,
                                memory_loss_weight=memory_loss_weight, value_dim=value_dim,
                                memory_loss_stop_gradient=stop_gradient, value_store=value_store,
@@ -116,14 +132,15 @@ class LMN(DIN):
         """
         if self.memory_embeddings == "fixed":
             stack = self.address_features
-            seq, item, user = (stack.item(features["hist_item_ids"]),
-                               stack.item(features["item_id"]), stack.user(features))
+            seq, item = stack.item(features["hist_item_ids"]), stack.item(features["item_id"])
+            profile = self.address_profile(profile_bucket(features, self.vocab))  # (B, d)
+            user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
         if not self.history_query:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_query:
             seq = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
             mask = tf.concat([mask, tf.ones_like(item[:, :1], tf.bool)], 1)
-        if not self.query_user_id:  # FeatureStack.user puts the id's embedding first
+        if not self.query_user_id:  # the id's embedding comes first in both
             user = user[:, self.embedding_dim:]  # (B, 4d): the profile fields
         return seq, user, mask
 

@@ -213,7 +213,7 @@ def test_lmn_target_only_queries_with_frozen_address_embeddings():
                                             model.features.item(f["item_id"]),
                                             model.features.user(f))
     assert items.shape[1] == 1 and mask.shape == (4, 1)
-    assert user.shape[1] == 4 * model.embedding_dim  # the profile fields only
+    assert user.shape[1] == model.embedding_dim  # the profile combination only
     np.testing.assert_allclose(items[:, 0], model.address_features.item(f["item_id"]))
     model.compile(optimizer=make_optimizer(model, 1e-2, 0.3, 1e-6))
     frozen = [w.numpy() for w in model.address_features.weights]
