@@ -25,12 +25,8 @@ class BuildSelectionKernel(build_ext):
     """
 
     def build_extension(self, ext):
-        spec = importlib.util.spec_from_file_location(
-            "lmn_ops_build", Path(__file__).parent / "lmn_tf/memory/ops/build.py")
-        build = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(build)  # by path: importing lmn_tf would need its deps
         try:
-            build.build_library(Path(self.get_ext_fullpath(ext.name)))
+            _ops_build().build_library(Path(self.get_ext_fullpath(ext.name)))
         except Exception as err:  # ImportError, CalledProcessError, OSError
             print(f"lmn-tf: skipping the selection kernel ({err!r}); the stock TensorFlow "
                   "path will be used", file=sys.stderr)
@@ -41,8 +37,20 @@ class BuildSelectionKernel(build_ext):
         self.extensions = [e for e in self.extensions
                            if Path(self.get_ext_fullpath(e.name)).exists()]
 
-    def get_ext_filename(self, ext_name):  # a plain .so name, as the loader expects
-        return ext_name.replace(".", "/") + ".so"
+    def get_ext_filename(self, ext_name):  # the TF-versioned name the loader expects
+        try:
+            name = _ops_build().library_name()
+        except ImportError:  # no TensorFlow: nothing will be built under this name
+            name = ext_name.rpartition(".")[2] + ".so"
+        return str(Path(*ext_name.split(".")[:-1], name))
+
+
+def _ops_build():
+    spec = importlib.util.spec_from_file_location(
+        "lmn_ops_build", Path(__file__).parent / "lmn_tf/memory/ops/build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)  # by path: importing lmn_tf would need its deps
+    return build
 
 
 # Tested in CI: TensorFlow 2.18.1 and 2.21.0 (requirements/); 2.16-2.17 and 2.19-2.20 lie

@@ -1,6 +1,6 @@
 """Compile the selection kernel against the installed TensorFlow (g++, no Bazel needed).
 
-    python lmn_tf/memory/ops/build.py [OUT.so]   # default: next to this file
+    python lmn_tf/memory/ops/build.py [OUT.so]   # default: next to this file, if stale
 
 setup.py's build step, ``.ci`` and the Bazel genrule all run this one function, so there is
 one set of flags. Portable on purpose: ``-O3`` and the compiler's auto-vectorisation for the
@@ -18,7 +18,20 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCES = [HERE / "two_stage_top_k_op.cc"]
-LIBRARY = "_two_stage_top_k.so"  # what lmn_tf.memory.ops.selection loads
+LIBRARY = "_two_stage_top_k"  # stem of what lmn_tf.memory.ops.selection loads
+
+
+def library_name(tf_version: str | None = None) -> str:
+    """File name of the kernel for a TensorFlow version (default: the installed one).
+
+    The version is in the name because a custom op only loads into the TensorFlow it was
+    compiled against, and one checkout may serve venvs of several (CI runs 2.18 and 2.21).
+    """
+    if tf_version is None:
+        import tensorflow as tf
+
+        tf_version = tf.__version__
+    return f"{LIBRARY}.tf{tf_version}.so"
 CXX_FLAGS = ["-O3", "-fPIC", "-shared", "-Wall", "-Wno-sign-compare"]
 
 
@@ -38,7 +51,7 @@ def build_library(out: Path | None = None, verbose: bool = True) -> Path:
         ImportError: TensorFlow is not importable (then there is nothing to build against).
         subprocess.CalledProcessError: the compiler failed.
     """
-    out = Path(out or HERE / LIBRARY).resolve()
+    out = Path(out or HERE / library_name()).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = compile_command(out)
     if verbose:
@@ -56,4 +69,10 @@ def build_library(out: Path | None = None, verbose: bool = True) -> Path:
 if __name__ == "__main__":
     if sysconfig.get_platform().startswith("win"):
         sys.exit("the selection kernel builds on Linux/macOS only")
-    build_library(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+    if len(sys.argv) > 1:
+        build_library(Path(sys.argv[1]))
+    elif (HERE / library_name()).exists() and all(
+            (HERE / library_name()).stat().st_mtime >= src.stat().st_mtime for src in SOURCES):
+        print(f"{library_name()} is up to date", file=sys.stderr)
+    else:
+        build_library()

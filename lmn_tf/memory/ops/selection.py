@@ -2,7 +2,7 @@
 
 ``two_stage_top_k`` has the signature and the results of ``scoring.two_stage_top_k`` (same
 slots, same order, same scores, ties to the lower slot id), so the layer never knows which
-path ran. The kernel library (``_two_stage_top_k.so`` beside this file, built by
+path ran. The kernel library (``_two_stage_top_k.tf<version>.so`` beside this file, built by
 ``pip install`` or ``python lmn_tf/memory/ops/build.py``) is loaded once, on first use; if it
 is missing or fails to load, one warning says so and the stock path is used from then on.
 
@@ -27,8 +27,9 @@ from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
 
 from lmn_tf.memory import scoring
+from lmn_tf.memory.ops.build import library_name
 
-LIBRARY_PATH = Path(__file__).resolve().parent / "_two_stage_top_k.so"
+LIBRARY_PATH = Path(__file__).resolve().parent / library_name(tf.__version__)
 OP_NAME = "LmnTwoStageTopK"
 ENV_SWITCH = "LMN_TF_SELECTION_KERNEL"
 
