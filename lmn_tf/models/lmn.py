@@ -127,8 +127,9 @@ class LMN(DIN):
 
         ``seq`` (B, L, d) and ``mask`` (B, L) are the history's, ``item`` (B, d) the target's,
         ``user`` (B, 5d) the user features, all the model's own embeddings of ``features``;
-        with ``memory_embeddings="fixed"`` the memory's frozen tables embed the same fields
-        instead. The target is the last position when it queries.
+        with ``memory_embeddings="fixed"`` the memory's frozen tables embed the ids instead
+        (history items without their ratings; the user as id + one profile vector, (B, 2d)).
+        The target is the last position when it queries.
         """
         if self.memory_embeddings == "fixed":
             stack = self.address_features
@@ -141,7 +142,7 @@ class LMN(DIN):
             seq = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
             mask = tf.concat([mask, tf.ones_like(item[:, :1], tf.bool)], 1)
         if not self.query_user_id:  # the id's embedding comes first in both
-            user = user[:, self.embedding_dim:]  # (B, 4d): the profile fields
+            user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
         return seq, user, mask
 
     def interest(self, features, user, target, training):
