@@ -11,9 +11,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from lmn_tf.models.base import RankingModel
+from lmn_tf.models.features import PROFILE, hash_bucket
 
-_FIELDS = ("user_gender", "user_age", "user_occupation", "user_zip", "item_id")
-_VOCAB_OF = ("num_genders", "num_ages", "num_occupations", "num_zips", "num_items")
+_FIELDS = (*PROFILE, ("item_id", "num_items"))
 
 
 class Cross(RankingModel):
@@ -45,11 +45,7 @@ class Cross(RankingModel):
 
     def cross_ids(self, features: dict) -> tf.Tensor:
         """(B,) int64 bucket of each sample's (profile, item) combination."""
-        code = tf.zeros_like(tf.cast(features["item_id"], tf.int64))
-        for field, size in zip(_FIELDS, _VOCAB_OF, strict=True):
-            code = code * int(self.vocab[size]) + tf.cast(features[field], tf.int64)
-        # Multiplicative hashing: neighbouring codes land far apart.
-        return (code * 0x9E3779B1) % 2**31 % self.cross_buckets
+        return hash_bucket(features, _FIELDS, self.vocab, self.cross_buckets)
 
     def interest(self, features, user, target, training):
         return [self.cross(self.cross_ids(features))]

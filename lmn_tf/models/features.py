@@ -37,6 +37,24 @@ _VOCAB_OF = {
 }
 
 
+# The profile fields and their vocabulary sizes, in the order hash_bucket codes them.
+PROFILE = (("user_gender", "num_genders"), ("user_age", "num_ages"),
+           ("user_occupation", "num_occupations"), ("user_zip", "num_zips"))
+
+
+def hash_bucket(features: dict, fields: tuple[tuple[str, str], ...], vocab: dict,
+                buckets: int) -> tf.Tensor:
+    """(B,) int64 bucket of each sample's combination of ``fields`` ((feature, vocab size)).
+
+    The combination's mixed-radix code is spread by multiplicative hashing, so neighbouring
+    codes land far apart, then reduced modulo ``buckets``.
+    """
+    code = tf.zeros_like(tf.cast(features[fields[0][0]], tf.int64))
+    for field, size in fields:
+        code = code * int(vocab[size]) + tf.cast(features[field], tf.int64)
+    return (code * 0x9E3779B1) % 2**31 % buckets
+
+
 @tf.keras.utils.register_keras_serializable(package="lmn_tf")
 class FeatureStack(tf.keras.layers.Layer):
     """Embeds the ``schema.FEATURES`` of a batch.

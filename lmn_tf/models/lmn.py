@@ -30,20 +30,11 @@ import tensorflow as tf
 
 from lmn_tf.models.attention import TargetAttention, masked_mean
 from lmn_tf.models.din import DIN
+from lmn_tf.models.features import PROFILE, hash_bucket
 
 READOUTS = ("attended", "pooled")
 MEMORY_EMBEDDINGS = ("shared", "fixed")
 PROFILE_BUCKETS = 2**16
-_PROFILE = (("user_gender", "num_genders"), ("user_age", "num_ages"),
-            ("user_occupation", "num_occupations"), ("user_zip", "num_zips"))
-
-
-def profile_bucket(features: dict, vocab: dict) -> tf.Tensor:
-    """(B,) int64 hash bucket of each user's (gender, age, occupation, zip) combination."""
-    code = tf.zeros_like(tf.cast(features["user_gender"], tf.int64))
-    for field, size in _PROFILE:
-        code = code * int(vocab[size]) + tf.cast(features[field], tf.int64)
-    return (code * 0x9E3779B1) % 2**31 % PROFILE_BUCKETS  # multiplicative hashing
 
 
 class LMN(DIN):
@@ -134,7 +125,8 @@ class LMN(DIN):
         if self.memory_embeddings == "fixed":
             stack = self.address_features
             seq, item = stack.item(features["hist_item_ids"]), stack.item(features["item_id"])
-            profile = self.address_profile(profile_bucket(features, self.vocab))  # (B, d)
+            profile = self.address_profile(
+                hash_bucket(features, PROFILE, self.vocab, PROFILE_BUCKETS))  # (B, d)
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
         if not self.history_query:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
