@@ -40,7 +40,8 @@ ABLATION = {  # name -> LMN hparams on top of the defaults
     "alpha = 1": {"memory_loss_weight": 1.0},
 }
 # Sized so that each table finishes in < 90 min on 2 CPU cores (wall times in results/*.md).
-DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval_limit": 50_000}
+DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval_limit": 50_000,
+            "patience": 0}
 # Table 2 trains LMN six times per seed (up to √n = 1000), so it gets fewer seeds and events.
 TABLE_DEFAULTS = {"table2": {"seeds": 2, "limit": 150_000}}
 
@@ -81,6 +82,9 @@ def summarize(results: dict) -> list[dict]:
         row["auc"], row["auc_std"] = _mean_std(aucs)
         row["logloss"], row["logloss_std"] = _mean_std([r["metrics"]["logloss"] for r in runs])
         row["train_seconds"] = float(np.mean([r["metrics"]["train_seconds"] for r in runs]))
+        for k in ("auc_warm", "auc_cold", "epochs_trained"):
+            if all(k in r["metrics"] for r in runs):
+                row[k], row[k + "_std"] = _mean_std([r["metrics"][k] for r in runs])
         for ref_name, key in ((first, "relaimpr"), ("din", "relaimpr_vs_din")):
             ref = {r["seed"]: r["metrics"]["auc"] for r in by_row.get(ref_name, [])}
             paired = [evaluation.rela_impr(r["metrics"]["auc"], ref[r["seed"]])
@@ -99,28 +103,33 @@ def markdown(results: dict) -> str:
     rows = summarize(results)
     lines = [f"# {results['table']} on {s['dataset']}", "",
              f"Command: `{results['command']}`  ",
-             f"Settings: {s['seeds']} seeds, {s['epochs']} epoch(s), batch {s['batch_size']}, "
+             f"Settings: {s['seeds']} seeds, {_epochs(s)}, batch {s['batch_size']}, "
              f"train events {results['num_train']:,} (latest), eval events "
              f"{results['num_eval']:,} (earliest of the eval period).  ",
              *([f"Code: {results['code']}.  "] if results.get("code") else []),
              f"Wall time: {results['wall_seconds'] / 60:.1f} min "
              f"({'complete' if results['complete'] else 'INCOMPLETE'}).", "",
-             "| Row | AUC | RelaImpr vs first row | RelaImpr vs DIN | LogLoss | train s/run |",
-             "|---|---|---|---|---|---|"]
+             "| Row | AUC | warm users | cold users | RelaImpr vs first row | RelaImpr vs DIN "
+             "| LogLoss | train s/run |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def pct(row, key):
         return (f"{100 * row[key]:+.2f}% ± {100 * row[key + '_std']:.2f}" if key in row else "-")
 
+    def mean(row, key):
+        return f"{row[key]:.4f} ± {row[key + '_std']:.4f}" if key in row else "-"
+
     for r in rows:
-        lines.append(f"| {r['row']} | {r['auc']:.4f} ± {r['auc_std']:.4f} | "
-                     f"{pct(r, 'relaimpr')} | {pct(r, 'relaimpr_vs_din')} | "
-                     f"{r['logloss']:.4f} ± {r['logloss_std']:.4f} | {r['train_seconds']:.0f} |")
+        lines.append(f"| {r['row']} | {mean(r, 'auc')} | {mean(r, 'auc_warm')} | "
+                     f"{mean(r, 'auc_cold')} | {pct(r, 'relaimpr')} | {pct(r, 'relaimpr_vs_din')} "
+                     f"| {mean(r, 'logloss')} | {r['train_seconds']:.0f} |")
     if rows and "bayes_auc" in rows[0]:
         lines += ["", f"True click probabilities on the same eval labels (oracle): AUC "
                   f"{rows[0]['oracle_auc']:.4f}; Bayes-optimal AUC (expected over labels): "
                   f"{rows[0]['bayes_auc']:.4f}."]
     lines += ["", "RelaImpr = (AUC - 0.5)/(AUC_ref - 0.5) - 1, paired by seed; ± is the std "
-              "over seeds (ddof 1)."]
+              "over seeds (ddof 1). Warm users have events in the training window, cold users "
+              "none."]
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="train on the latest N train events (0: all; default 300,000, "
                              "table2: 150,000)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="default 0: exactly --epochs; N: up to --epochs, stopping when "
+                             "validation AUC has not improved for N epochs (`lmn-tf train`)")
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="evaluate on the first N eval events (0: all; default 50,000)")
     parser.add_argument("--models", nargs="+", help="table1: a subset of the models")
@@ -164,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
             hp = {**extra, **hparams} if model == "lmn" else hparams
             config = {"model": model, "dataset": args.dataset, "hparams": hp, "seed": seed,
                       "epochs": args.epochs, "batch_size": args.batch_size,
-                      "limit": args.limit or None, "eval_limit": args.eval_limit or None}
+                      "limit": args.limit or None, "eval_limit": args.eval_limit or None,
+                      "patience": args.patience}
             slug = f"{args.table}-{label}-{seed}".replace(" ", "").replace("√n=", "keys")
             print(f"== {args.table}: {label}, seed {seed}", flush=True)
             tf.keras.backend.clear_session()
@@ -205,6 +218,13 @@ def _argv(args: argparse.Namespace) -> list[str]:
     if args.hparams != "{}":
         argv += ["--hparams", f"'{args.hparams}'"]
     return argv
+
+
+def _epochs(settings: dict) -> str:
+    if settings.get("patience"):
+        return (f"up to {settings['epochs']} epochs, early stopping on validation AUC "
+                f"(patience {settings['patience']})")
+    return f"{settings['epochs']} epoch(s)"
 
 
 def _write(stem: pathlib.Path, results: dict) -> None:

@@ -336,6 +336,7 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
                                config["values_initial_accumulator"])
     model.compile(optimizer=optimizer)
     ckpt = run_checkpoint(model, optimizer)
+    warm_users = np.unique(train_arrays["user_id"])  # the whole training window's users
     patience, fit_config, stopping = config["patience"], config, []
     if patience:  # epochs is then the most to run; validation picks the epoch
         train_arrays, validation = early_stopping.split_validation(train_arrays,
@@ -355,7 +356,8 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
         metrics.update(best_epoch=state["best_epoch"], epochs_trained=state["last_epoch"],
                        validation_auc=state["auc"][str(state["best_epoch"])])
     if evaluate:
-        metrics.update(evaluate_arrays(model, eval_arrays, config["batch_size"], verbose))
+        metrics.update(evaluate_arrays(model, eval_arrays, config["batch_size"], verbose,
+                                       warm_users=warm_users))
         checkpointing.atomic_write(run / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         with tf.summary.create_file_writer(str(run / "logs" / "eval")).as_default():
             for k in ("auc", "logloss"):
@@ -364,11 +366,21 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
 
 
 def evaluate_arrays(model, eval_arrays: dict[str, np.ndarray], batch_size: int = 4096,
-                    verbose: int = 1) -> dict:
-    """AUC / LogLoss (and, on synthetic data, the oracle's) of ``model`` on eval arrays."""
+                    verbose: int = 1, warm_users: np.ndarray | None = None) -> dict:
+    """AUC / LogLoss (and, on synthetic data, the oracle's) of ``model`` on eval arrays.
+
+    With ``warm_users`` (the user ids of the training window) also the AUC on warm users'
+    events ("auc_warm") and on cold users' ("auc_cold"), and the warm share of events.
+    """
     ds = lmn_data.make_dataset(eval_arrays, batch_size)
     labels, logits = evaluation.predict(model, ds, verbose=verbose)
     metrics = evaluation.score(labels, logits)
+    if warm_users is not None:
+        warm = np.isin(eval_arrays["user_id"], warm_users)
+        metrics["warm_share"] = float(warm.mean())
+        for name, mask in (("auc_warm", warm), ("auc_cold", ~warm)):
+            if 0 < labels[mask].sum() < mask.sum():  # AUC needs both labels
+                metrics[name] = evaluation.auc(labels[mask], logits[mask])
     if "true_prob" in eval_arrays:
         from lmn_tf.data.synthetic import expected_auc
 

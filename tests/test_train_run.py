@@ -73,14 +73,32 @@ def test_experiment_writes_tables(tmp_path, capsys):
     assert base["row"] == "base" and base["seeds"] == 2 and "relaimpr" not in base
     expected = np.mean([r["metrics"]["auc"] for r in results["runs"] if r["model"] == "pooling"])
     assert pooling["auc"] == pytest.approx(expected)
+    for r in results["runs"]:  # warm + cold events make up the whole, in the AUC's share
+        m = r["metrics"]
+        assert 0 < m["warm_share"] < 1 and {"auc_warm", "auc_cold"} <= set(m)
+    cold = np.mean([r["metrics"]["auc_cold"] for r in results["runs"] if r["model"] == "base"])
+    assert base["auc_cold"] == pytest.approx(cold)
     md = (tmp_path / "results" / "table1_ml100k.md").read_text()
-    assert "| pooling |" in md and "Wall time" in md
+    assert "| pooling |" in md and "Wall time" in md and "| cold users |" in md
     assert results["code"] == experiment.code_version()  # which code made the table
     assert (f"Code: {results['code']}." in md) == (results["code"] is not None)
 
 
+def test_experiment_with_patience_records_the_epochs_it_chose(tmp_path):
+    assert cli.main(["experiment", "table1", "--dataset", "ml-100k", "--models", "base",
+                     "--seeds", "1", "--epochs", "3", "--patience", "1", "--limit", "2000",
+                     "--eval-limit", "300", "--batch-size", "200", "--out",
+                     str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
+                     "--quiet"]) == 0
+    results = json.loads((tmp_path / "results" / "table1_ml100k.json").read_text())
+    (run,) = results["runs"]
+    assert 1 <= run["metrics"]["epochs_trained"] <= 3 and "best_epoch" in run["metrics"]
+    md = (tmp_path / "results" / "table1_ml100k.md").read_text()
+    assert "up to 3 epochs, early stopping on validation AUC (patience 1)" in md
+
+
 @pytest.mark.parametrize("argv, expected", [
-    (["table1"], {"seeds": 3, "limit": 300_000}),
+    (["table1"], {"seeds": 3, "limit": 300_000, "patience": 0}),
     (["table2"], {"seeds": 2, "limit": 150_000, "eval_limit": 50_000}),
     (["table2", "--seeds", "5", "--limit", "0"], {"seeds": 5, "limit": 0}),
 ])
