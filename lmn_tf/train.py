@@ -407,7 +407,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=DEFAULTS["patience"],
                         help="train until validation AUC has not improved for this many "
                              "epochs (--epochs is then the most), restore the best epoch and "
-                             "evaluate it once; 0: exactly --epochs, no validation split")
+                             "evaluate it once; 0: exactly --epochs, no validation split (the "
+                             "only choice with --horovod)")
     parser.add_argument("--validation", type=float, default=DEFAULTS["validation"],
                         help="with --patience: the last fraction of the training period, by "
                              "time, held out for validation")

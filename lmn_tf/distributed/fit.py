@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import sys
 import time
 
 import horovod.tensorflow as hvd
@@ -58,17 +59,25 @@ class _EpochCheckpoints(tf.keras.callbacks.Callback):
         checkpoint.run_on_chief(self.manager.save, epoch + 1)
 
 
+PATIENCE_REFUSED = ("Early stopping is not supported with --horovod: train a fixed number "
+                    "of --epochs (choose it with a single-process `lmn-tf train --patience` "
+                    "run).")
+
+
 def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict | None:
     """Data-parallel ``lmn_tf.train.train`` (same ``config``); returns rank 0's metrics.
 
     Raises:
-        ValueError: if ``batch_size`` is not a multiple of the number of ranks, or the run
-            directory holds another config's run.
+        ValueError: if ``batch_size`` is not a multiple of the number of ranks, the run
+            directory holds another config's run, or ``patience`` asks for early stopping.
         lmn_tf.checkpointing.CheckpointError: a damaged shard or commit record.
     """
+    config = {**single.DEFAULTS, "hparams": {}, **config}
+    if config["patience"]:  # validation + best-epoch restore exist for one process only
+        raise ValueError(PATIENCE_REFUSED + f" Received: patience={config['patience']}")
     training.init()
     size, rank = hvd.size(), hvd.rank()
-    config = {**single.DEFAULTS, "hparams": {}, **config, "world_size": size}
+    config = {**config, "world_size": size}
     training.check_global_batch_size(config["batch_size"])  # before loading any data
     run = pathlib.Path(run_dir)
 
@@ -144,6 +153,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.patience:  # refused before horovodrun's workers load any data
+        print(f"lmn-tf train --horovod: {PATIENCE_REFUSED} Received: --patience "
+              f"{args.patience}", file=sys.stderr)
+        return 2
     metrics = train(single.config_from_args(args), args.run_dir, verbose=0 if args.quiet else 1)
     if metrics is not None:  # rank 0 reports; the other ranks have nothing to add
         single.report(args, metrics)

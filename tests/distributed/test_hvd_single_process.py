@@ -49,3 +49,14 @@ def test_bench_formulas():
     assert row["dense_allreduce_mb"] == pytest.approx(128.0)  # 2·(1/2)·4 B·10⁶·32
     assert row["alltoall_mb"] == pytest.approx(104448 * 260 / 2 / 1e6)
     assert bench.analytic(100, 2)["alltoall_mb"] == pytest.approx(1e4 * 260 / 2 / 1e6)  # U ≤ n
+
+
+def test_early_stopping_is_refused_with_a_clear_error(hvd, tmp_path, capsys):
+    from lmn_tf import cli
+    from lmn_tf.distributed import fit
+
+    with pytest.raises(ValueError, match=r"not supported with --horovod.*patience=2"):
+        fit.train({"model": "base", "dataset": "synthetic", "patience": 2}, tmp_path)
+    assert cli.main(["train", "--horovod", "--patience", "1", "--run-dir", str(tmp_path)]) == 2
+    assert "Received: --patience 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was written
