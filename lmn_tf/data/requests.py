@@ -80,8 +80,8 @@ def request_features(
         >>> f = request_features(log, "u1", "B (1999)", users=users, items=items)
         >>> f["hist_item_ids"][0, :2].tolist(), f["hist_ratings"][0, :2].tolist()
         (['A (1995)', ''], [5, 0])
-        >>> round(float(f["user_pos_rate"][0]), 4)  # (1 + 5 * 1/2) / (1 + 5)
-        0.5833
+        >>> round(float(f["user_pos_rate"][0]), 4)  # (1 + 5 * 2/3) / (1 + 5), 2/3 global
+        0.7222
     """
     if history not in HISTORIES:
         raise ValueError(f"history must be one of {HISTORIES}. Received: {history=}")

@@ -161,6 +161,10 @@ class Vocabulary:
         Ages become their group's lower bound and year indices the decade's first year, so
         `to_indices` maps them back to the same indices.
 
+        Raises:
+            KeyError: a missing feature.
+            ValueError: an index beyond its table.
+
         Example:
             >>> from lmn_tf.models.testing import random_arrays
             >>> v = Vocab(10, 20, 3, 8, 22, 100, 19, 10)
@@ -176,6 +180,9 @@ class Vocabulary:
             if name in TABLE_OF:
                 table = TABLE_OF[name]
                 values = np.asarray(getattr(self, table), dtype=object)
+                if x.size and (x.min() < 0 or x.max() >= len(values)):
+                    raise ValueError(f"{name} indices must be in [0, {len(values)}). "
+                                     f"Received: range {x.min()}..{x.max()}")
                 raw = values[x]
                 if table == "decades":
                     raw = np.where(x > 0, 10 * raw.astype(np.int64), 0)

@@ -73,8 +73,8 @@ class RawInputs(tf.Module):
     def __call__(self, raw: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """`RAW_FEATURES` tensors -> `schema.FEATURES` tensors (same names, same shapes)."""
         out = {}
-        for name in RAW_FEATURES:
-            x = raw[name]
+        for name, (dtype, _) in RAW_FEATURES.items():
+            x = tf.convert_to_tensor(raw[name], dtype)
             table = TABLE_OF.get(name)
             if table == "zips":
                 x = tf.strings.substr(tf.strings.strip(x), 0, ZIP_PREFIX)

@@ -136,11 +136,11 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
                 fn = serving_function(model)
     variables = _read_variables(fn, [*model.variables, *(s.table for s in stores)])
     warmup = example_features() if warmup is None else warmup
-    raw_warmup = vocabulary.to_raw(warmup)
     with tempfile.TemporaryDirectory() as tables:  # the lookup files, until saved as assets
         raw_inputs = RawInputs(vocabulary, tables)
         raw_fn = raw_serving_function(raw_inputs, fn)
         try:  # TF-Serving refuses to load a version whose warm-up requests fail
+            raw_warmup = vocabulary.to_raw(warmup)
             fn({k: tf.constant(warmup[k], dtype) for k, (dtype, _) in schema.FEATURES.items()})
             raw_fn({k: tf.constant(v) for k, v in raw_warmup.items()})
         except (KeyError, ValueError, tf.errors.InvalidArgumentError) as e:
