@@ -34,6 +34,7 @@ TABLE_OF = {"user_id": "users", "user_gender": "genders", "user_occupation": "oc
             "user_zip": "zips", "item_id": "items", "item_genres": "genres",
             "item_year": "decades", "hist_item_ids": "items", "sim_item_ids": "items"}
 ZIP_PREFIX = 3  # characters of the zip code the model reads
+_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # identity zips
 _SIZES = {"users": "num_users", "items": "num_items", "genders": "num_genders",
           "occupations": "num_occupations", "zips": "num_zips", "genres": "num_genres",
           "decades": "num_years"}
@@ -82,32 +83,38 @@ class Vocabulary:
 
     @classmethod
     def identity(cls, vocab: Vocab | Mapping[str, int]) -> Vocabulary:
-        """Raw values that spell the indices: id k is ``str(k)``, zip k ``f"{k:03d}"``, year
+        """Raw values that spell the indices: id k is ``str(k)``, zip k its 3 base-62 digits
+        (``"001"``, ... ``"00z"``, ``"010"``; the model reads 3 characters of a zip), year
         index k the decade k (year 10·k). For data without raw ids (synthetic, tests).
 
         Raises:
-            ValueError: more than 1000 zip indices (they would not fit 3 characters), or an
-                age vocabulary other than `AGE_GROUPS`'.
+            ValueError: more than 62³ zip indices, or an age vocabulary other than
+                `AGE_GROUPS`'.
 
         Example:
             >>> Vocabulary.identity(Vocab(3, 4, 3, 8, 22, 100, 19, 10)).items
             ('', '1', '2', '3')
         """
         vocab = _as_vocab(vocab)
-        if vocab.num_zips > 1000:
-            raise ValueError(f"an identity vocabulary holds at most 1000 zip prefixes. "
+        if vocab.num_zips > len(_DIGITS) ** ZIP_PREFIX:
+            raise ValueError(f"an identity vocabulary holds at most "
+                             f"{len(_DIGITS) ** ZIP_PREFIX} zip prefixes. "
                              f"Received: num_zips={vocab.num_zips}")
         if vocab.num_ages != len(AGE_GROUPS) + 1:
             raise ValueError(f"ages are bucketed into {len(AGE_GROUPS)} groups. Received: "
                              f"num_ages={vocab.num_ages}")
 
-        def spelled(n: int, fmt: str = "{}") -> tuple[str, ...]:
-            return (PADDING, *(fmt.format(k) for k in range(1, n)))
+        def spelled(n: int, spell=str) -> tuple[str, ...]:
+            return (PADDING, *(spell(k) for k in range(1, n)))
+
+        def base62(k: int) -> str:
+            return "".join(_DIGITS[k // len(_DIGITS) ** p % len(_DIGITS)]
+                           for p in reversed(range(ZIP_PREFIX)))
 
         return cls(users=spelled(vocab.num_users), items=spelled(vocab.num_items),
                    genders=spelled(vocab.num_genders),
                    occupations=spelled(vocab.num_occupations),
-                   zips=spelled(vocab.num_zips, "{:03d}"), genres=spelled(vocab.num_genres),
+                   zips=spelled(vocab.num_zips, base62), genres=spelled(vocab.num_genres),
                    decades=tuple(range(vocab.num_years)))
 
     @classmethod
