@@ -57,6 +57,7 @@ from tensorflow_serving.apis import (
 
 import lmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tf.keras is touched)
 from lmn_tf.data import schema
+from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.serving import ServerProcess
 
 MODEL = "lmn"
@@ -128,10 +129,15 @@ def start_server(model_dir: str, log_path: str, poll_seconds: float = 0.5) -> Se
 
 
 def features(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """ids in [1, 3): valid in any vocabulary and never padding."""
+    """Raw features (``serving_default``) of ids in [1, 3): known to any vocabulary.
+
+    The export has no dataset vocabulary, so index k is spelled "k"
+    (``Vocabulary.identity``); the same raw values suit the tiny and the ML-1M-sized model.
+    """
     rng = np.random.default_rng(seed)
-    return {name: rng.integers(1, 3, (batch, *shape)).astype(dtype)
-            for name, (dtype, shape) in schema.FEATURES.items()}
+    indices = {name: rng.integers(1, 3, (batch, *shape)).astype(dtype)
+               for name, (dtype, shape) in schema.FEATURES.items()}
+    return Vocabulary.identity(schema.Vocab(**TINY_VOCAB)).to_raw(indices)
 
 
 def predict_body(f: dict[str, np.ndarray]) -> bytes:

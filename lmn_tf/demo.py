@@ -3,8 +3,10 @@
 1. train LMN (DIN + LMNLayer) briefly on the latest ML-1M training events, evaluate AUC;
 2. export the run as a TF-Serving SavedModel (``BASE/lmn/VERSION``, lookup-only memory);
 3. start ``lmn-tf serve`` as its own process on 127.0.0.1 (free ports);
-4. query a few evaluation rows over REST and gRPC with the TF-Serving clients and print the
-   served probabilities next to the in-process model's;
+4. query a few evaluation events over REST and gRPC with the TF-Serving clients, as raw
+   features (`lmn_tf.data.requests.request_features` on the raw event log: string ids, ids
+   unseen in training included), and print the served probabilities next to the in-process
+   model's on the same features;
 5. stop the server with SIGTERM.
 
 Everything goes under ``--workdir`` (default ``./demo-output``); a rerun trains a new run.
@@ -55,6 +57,9 @@ def wait_until_available(url: str, model_name: str, timeout: float = 120.0) -> N
 def run(args: argparse.Namespace) -> int:
     from lmn_tf import train as training
     from lmn_tf.data import schema
+    from lmn_tf.data.raw import read_log
+    from lmn_tf.data.requests import request_features, stack
+    from lmn_tf.export.command import run_vocabulary
     from lmn_tf.export.saved_model import export_saved_model
     from lmn_tf.serving import ServerProcess, predict_grpc, predict_rest
 
@@ -71,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"      eval AUC {metrics['auc']:.4f}  LogLoss {metrics['logloss']:.4f} "
           f"on {len(data[1][schema.LABEL]):,} events", flush=True)
 
-    print("[2/4] exporting a lookup-only SavedModel", flush=True)
+    print("[2/4] exporting a lookup-only SavedModel (raw ids in, vocabularies as assets)",
+          flush=True)
     model, _ = training.load_run(run_dir)
     warmup = {k: data[1][k][:64] for k in schema.FEATURES}  # real eval rows warm it up
-    version_dir = export_saved_model(model, str(base_path), "lmn", warmup=warmup)
+    vocabulary = run_vocabulary(config, data[0])  # the ids of the events it trained on
+    version_dir = export_saved_model(model, str(base_path), "lmn", warmup=warmup,
+                                     vocabulary=vocabulary)
     print(f"      {version_dir}", flush=True)
 
     print("[3/4] starting the TF-Serving-protocol server on 127.0.0.1", flush=True)
@@ -85,21 +93,34 @@ def run(args: argparse.Namespace) -> int:
     try:
         wait_until_available(rest_url, "lmn")
         print(f"      REST {rest_url}  gRPC {grpc_target}", flush=True)
-        print(f"[4/4] querying {args.rows} evaluation rows", flush=True)
-        rows = {k: data[1][k][: args.rows] for k in schema.FEATURES}
-        in_process = 1 / (1 + np.exp(-model.predict(rows, verbose=0).reshape(-1)))
+        print(f"[4/4] querying {args.rows} evaluation events as raw features", flush=True)
+        log = read_log(args.dataset)
+        first_eval = round(len(log.events["user_id"]) * 0.8)  # load()'s default split
+        # Events spread over the evaluated period: warm and cold users alike.
+        picked = np.linspace(0, len(data[1][schema.LABEL]) - 1, args.rows).astype(int)
+        rows = stack([request_features(log.before(p), log.events["user_id"][p],
+                                       log.events["item_id"][p], users=log.users,
+                                       items=log.items, history=config.get("history", "rated"))
+                      for p in first_eval + picked])
+        unseen = int(np.sum(vocabulary.to_indices(rows)["user_id"] == 0))
+        print(f"      {unseen} of {args.rows} users unseen in training (the unknown row)",
+              flush=True)
+        indices = vocabulary.to_indices(rows)  # what the export's lookup tables compute
+        in_process = 1 / (1 + np.exp(-model.predict(indices, verbose=0).reshape(-1)))
         rest = predict_rest(rest_url, "lmn", rows)["probability"].reshape(-1)
         grpc_ = predict_grpc(grpc_target, "lmn", rows)["probability"].reshape(-1)
     finally:
         server.stop(timeout=60)  # SIGTERM: the server drains in-flight requests and exits 0
 
-    print(f"\n{'row':>3} {'label':>5} {'in-process':>10} {'REST':>10} {'gRPC':>10}")
+    print(f"\n{'user':>9} {'movie':<34} {'label':>5} {'in-process':>10} {'REST':>10} "
+          f"{'gRPC':>10}")
     for i in range(args.rows):
-        print(f"{i:>3} {int(data[1][schema.LABEL][i]):>5} {in_process[i]:>10.6f} "
+        print(f"{rows['user_id'][i]:>9} {rows['item_id'][i][:34]:<34} "
+              f"{int(data[1][schema.LABEL][picked[i]]):>5} {in_process[i]:>10.6f} "
               f"{rest[i]:>10.6f} {grpc_[i]:>10.6f}")
     worst = float(max(np.abs(rest - in_process).max(), np.abs(grpc_ - in_process).max()))
     summary = {"auc": metrics["auc"], "logloss": metrics["logloss"], "export": version_dir,
-               "max_abs_diff_served_vs_in_process": worst}
+               "max_abs_diff_served_vs_in_process": worst, "unseen_users": unseen}
     print(json.dumps(summary))
     if worst > 1e-5:
         print(f"lmn-tf demo: served predictions differ from the model's by {worst:.2e}",

@@ -3,8 +3,10 @@
     lmn-tf export --run-dir runs/lmn --base-path models --model-name lmn [--version N]
                   [--values-dtype float32|float16|bfloat16]
 
-Prints the new version directory. Exits 2 with a one-line reason when the run directory is
-missing, has no ``config.json`` or no checkpoint (an untrained run).
+Prints the new version directory. A MovieLens run's ``serving_default`` takes raw ids, its
+vocabularies the ids of the run's training period (`run_vocabulary`). Exits 2 with a
+one-line reason when the run directory is missing, has no ``config.json`` or no checkpoint
+(an untrained run).
 """
 
 from __future__ import annotations
@@ -63,16 +65,41 @@ def warmup_features(model, n: int = WARMUP_ROWS) -> dict | None:
     return {k: v for k, v in random_arrays(vocab, n).items() if k in schema.FEATURES}
 
 
+def run_vocabulary(config: dict, train_arrays: dict | None = None):
+    """The raw vocabulary of a run: its dataset's ids, restricted to its training period.
+
+    For MovieLens, `Vocabulary.from_log` of the dataset's files narrowed to the ids that
+    occur in the run's training events (``train.load_data`` with the run's ``limit`` and
+    ``history``, or ``train_arrays`` when the caller holds them), so an id first seen later
+    maps to the unknown row. ``None`` for synthetic data (no raw ids: the export spells
+    index k as ``"k"``).
+    """
+    from lmn_tf.data.movielens import DATASETS
+    from lmn_tf.data.raw import read_log
+    from lmn_tf.data.vocabulary import Vocabulary
+
+    dataset = config.get("dataset")
+    if dataset not in DATASETS:
+        return None
+    if train_arrays is None:
+        from lmn_tf.train import history_of, load_data
+
+        train_arrays, _, _ = load_data(dataset, config.get("limit"), progress=False,
+                                       history=history_of(config))
+    return Vocabulary.from_log(read_log(dataset)).restricted(train_arrays)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         check_run_dir(args.run_dir)
         from lmn_tf.export.saved_model import export_saved_model
         from lmn_tf.train import load_run
 
-        model, _ = load_run(args.run_dir)
+        model, config = load_run(args.run_dir)
         path = export_saved_model(model, args.base_path, args.model_name, version=args.version,
                                   values_dtype=args.values_dtype,
-                                  warmup=warmup_features(model))
+                                  warmup=warmup_features(model),
+                                  vocabulary=run_vocabulary(config))
     except (RunError, FileExistsError) as e:
         print(f"lmn-tf export: error: {e}", file=sys.stderr)
         return 2

@@ -8,14 +8,23 @@ and no trained float32 value table when a low-precision copy replaces it.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import schema
+from lmn_tf.data.vocabulary import Vocabulary
+from lmn_tf.export.raw_inputs import RawInputs
 from lmn_tf.export.serving_values import serving_stores
-from lmn_tf.export.signature import SIGNATURE_KEY, example_features, serving_function
+from lmn_tf.export.signature import (
+    INDICES_KEY,
+    SIGNATURE_KEY,
+    example_features,
+    raw_serving_function,
+    serving_function,
+)
 from lmn_tf.export.versions import atomic_version_dir, next_version
 from lmn_tf.export.warmup import write_warmup
 from lmn_tf.memory.ops import stock_selection
@@ -53,7 +62,8 @@ def _read_variables(fn: tf.types.experimental.ConcreteFunction,
 def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
                        version: int | None = None, values_dtype: str = "float32",
                        warmup: Mapping[str, np.ndarray] | None = None,
-                       write: bool = True, custom_ops: bool = False) -> str | None:
+                       write: bool = True, custom_ops: bool = False,
+                       vocabulary: Vocabulary | None = None) -> str | None:
     """Exports ``model`` as a TF-Serving SavedModel and returns the version directory.
 
     Args:
@@ -64,7 +74,8 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
         values_dtype: storage dtype of the memory value table: ``"float32"``, ``"float16"``
             or ``"bfloat16"`` (lookups still return float32).
         warmup: representative ``schema.FEATURES`` arrays for the warm-up requests (a few
-            rows of evaluation data); default ``signature.example_features()``.
+            rows of evaluation data); default ``signature.example_features()``. The raw
+            signature's warm-up requests are ``vocabulary.to_raw(warmup)``.
         write: ``False`` only consolidates the value table and writes nothing. Under
             Horovod with sharded values every rank must call this (``full_table`` is a
             collective) with ``write=is_chief()``.
@@ -72,13 +83,19 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
             ops only, which stock ``tensorflow_model_server`` can load. ``True`` keeps the
             C++ selection kernel (``LmnTwoStageTopK``) in the graph: faster, but only for a
             TF-Serving built with that op (export/README.md).
+        vocabulary: the raw value of every index, which ``serving_default`` maps raw
+            features with (its tables are saved as assets); normally
+            ``Vocabulary.from_log(log).restricted(train_arrays)``, so ids first seen after
+            training get the unknown row 0. Default ``Vocabulary.identity(model.vocab)``
+            (the raw id of index k is ``"k"``), for data without raw ids.
 
     Returns:
         The path of the new version directory (``None`` when ``write`` is ``False``).
 
     Raises:
-        ValueError: bad ``values_dtype``/``model_name``/``version``, an unbuilt model, or
-            warm-up features the model cannot run (e.g. ids beyond its vocabularies).
+        ValueError: bad ``values_dtype``/``model_name``/``version``, an unbuilt model, a
+            vocabulary whose sizes differ from the model's, or warm-up features the model
+            cannot run (e.g. ids beyond its vocabularies).
         FileExistsError: if the version already exists.
 
     Example:
@@ -99,6 +116,13 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
     if not model.built or not model.variables:
         raise ValueError("the model has no variables yet: build it (call it on a batch) and "
                          "restore its checkpoint before exporting")
+    vocab = getattr(model, "vocab", None)
+    if vocabulary is None:
+        if vocab is None:
+            raise ValueError("a model without a `vocab` attribute needs `vocabulary=`")
+        vocabulary = Vocabulary.identity(vocab)
+    if vocab is not None:
+        vocabulary.check(vocab)
     model_dir = os.path.join(base_path, model_name)
     if version is not None and os.path.exists(os.path.join(model_dir, str(version))):
         raise FileExistsError(f"version {version} already exists in {model_dir}")
@@ -112,14 +136,20 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
                 fn = serving_function(model)
     variables = _read_variables(fn, [*model.variables, *(s.table for s in stores)])
     warmup = example_features() if warmup is None else warmup
-    try:  # TF-Serving refuses to load a version whose warm-up requests fail
-        fn({k: tf.constant(warmup[k], dtype) for k, (dtype, _) in schema.FEATURES.items()})
-    except (KeyError, ValueError, tf.errors.InvalidArgumentError) as e:
-        raise ValueError(f"the warm-up features do not run on this model: {e}") from None
-    root = tf.Module()
-    root.serving_variables = variables  # the only objects saved besides the signature
-    version = next_version(model_dir) if version is None else version
-    with atomic_version_dir(model_dir, version) as tmp:
-        tf.saved_model.save(root, tmp, signatures={SIGNATURE_KEY: fn})
-        write_warmup(tmp, warmup, model_name)
+    with tempfile.TemporaryDirectory() as tables:  # the lookup files, until saved as assets
+        raw_inputs = RawInputs(vocabulary, tables)
+        raw_fn = raw_serving_function(raw_inputs, fn)
+        try:  # TF-Serving refuses to load a version whose warm-up requests fail
+            raw_warmup = vocabulary.to_raw(warmup)
+            fn({k: tf.constant(warmup[k], dtype) for k, (dtype, _) in schema.FEATURES.items()})
+            raw_fn({k: tf.constant(v) for k, v in raw_warmup.items()})
+        except (KeyError, ValueError, tf.errors.InvalidArgumentError) as e:
+            raise ValueError(f"the warm-up features do not run on this model: {e}") from None
+        root = tf.Module()
+        root.serving_variables = variables  # the only objects saved besides the signatures
+        root.raw_inputs = raw_inputs  # its lookup tables and their asset files
+        version = next_version(model_dir) if version is None else version
+        with atomic_version_dir(model_dir, version) as tmp:
+            tf.saved_model.save(root, tmp, signatures={SIGNATURE_KEY: raw_fn, INDICES_KEY: fn})
+            write_warmup(tmp, raw_warmup, warmup, model_name)
     return os.path.join(model_dir, str(version))

@@ -1,7 +1,11 @@
-"""The ``serving_default`` signature: dense named inputs in, named (B,) outputs out.
+"""The export's two signatures: dense named inputs in, named (B,) outputs out.
 
-Inputs are exactly ``schema.FEATURES`` (int32, free batch dimension, no ragged or sparse
-tensors), so a REST client sends plain nested lists. Outputs are a dict, so clients address
+``serving_default`` takes the raw features (`lmn_tf.data.raw.RAW_FEATURES`: the dataset's
+own ids as strings, raw ages and years, the statistics) and maps them to indices in the
+graph (`lmn_tf.export.raw_inputs`); ``serving_indices`` takes the index features
+(``schema.FEATURES``), the contract before raw features, kept for callers that already map
+ids themselves. Both have a free batch dimension and no ragged or sparse tensors, so a REST
+client sends plain nested lists; both return the same outputs, a dict, so clients address
 them by name rather than by position.
 """
 
@@ -11,8 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import schema
+from lmn_tf.data.raw import RAW_FEATURES
 
-SIGNATURE_KEY = "serving_default"
+SIGNATURE_KEY = "serving_default"  # raw features
+INDICES_KEY = "serving_indices"  # index features
 _WRITE_OPS = ("Assign", "ResourceScatter", "ResourceApply", "ResourceSparseApply")
 
 
@@ -20,6 +26,28 @@ def input_specs() -> dict[str, tf.TensorSpec]:
     """One ``tf.TensorSpec`` per schema feature; the spec name becomes the input name."""
     return {name: tf.TensorSpec((None, *shape), tf.as_dtype(dtype), name=name)
             for name, (dtype, shape) in schema.FEATURES.items()}
+
+
+def raw_input_specs() -> dict[str, tf.TensorSpec]:
+    """One ``tf.TensorSpec`` per raw feature (``RAW_FEATURES``), named like the feature."""
+    return {name: tf.TensorSpec((None, *shape), tf.as_dtype(dtype), name=name)
+            for name, (dtype, shape) in RAW_FEATURES.items()}
+
+
+def raw_serving_function(raw_inputs, index_fn: tf.types.experimental.ConcreteFunction
+                         ) -> tf.types.experimental.ConcreteFunction:
+    """``serving_default``: raw features -> ``raw_inputs`` (indices) -> ``index_fn``.
+
+    Args:
+        raw_inputs: a `lmn_tf.export.raw_inputs.RawInputs` (its tables are saved with it).
+        index_fn: the pruned index-feature function (`serving_function`).
+    """
+
+    @tf.function(input_signature=[raw_input_specs()])
+    def serve(features):
+        return index_fn(raw_inputs(features))
+
+    return serve.get_concrete_function()
 
 
 def serving_function(model: tf.keras.Model) -> tf.types.experimental.ConcreteFunction:

@@ -2,7 +2,8 @@
 
 The input file holds either a TF-Serving request body ({"instances": [...]} or
 {"inputs": {...}}) or a plain {"feature": values} object; without --input, one example of
-zeros shaped from the signature is sent (a smoke test). Examples:
+zeros (empty strings for string inputs) shaped from the signature is sent (a smoke test).
+Examples:
 
     lmn-tf predict --rest http://127.0.0.1:8501 --model-name lmn --input request.json
     lmn-tf predict --grpc 127.0.0.1:8500 --model-name lmn
@@ -73,8 +74,10 @@ def _signature(args: argparse.Namespace) -> dict:
 
 def _features(args: argparse.Namespace, inputs: dict) -> dict[str, np.ndarray]:
     if args.input is None:
+        # Zeros, and empty strings for string inputs (a raw id of "" is padding / unknown).
         return {
-            k: np.zeros([1 if d < 0 else d for d in shape] or [1], dtype=_np(dtype))
+            k: np.full([1 if d < 0 else d for d in shape] or [1], "" if dtype == "string" else 0,
+                       dtype=_np(dtype))
             for k, (dtype, shape) in inputs.items()
         }
     with open(args.input) as f:

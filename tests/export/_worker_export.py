@@ -40,7 +40,7 @@ result = {"path": path}
 if training.is_chief():
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        sig = meta.signature_def["serving_default"]
+        sig = meta.signature_def["serving_indices"]  # index features
         got = sess.run(sig.outputs["probability"].name,
                        {sig.inputs[k].name: features[k] for k in sig.inputs})
         names = sorted(n.attr["shared_name"].s.decode() for n in meta.graph_def.node

@@ -10,6 +10,7 @@ import tensorflow as tf
 from lmn_tf import train as lmn_train
 from lmn_tf.cli import main
 from lmn_tf.data import schema
+from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.export.warmup import read_warmup
 from lmn_tf.models.testing import random_arrays
 
@@ -34,10 +35,13 @@ def test_export_command_writes_a_version(run_dir, tmp_path, capsys):
     assert path == str(tmp_path / "lmn" / "1")
     model, _ = lmn_train.load_run(run_dir)
     x = {k: v for k, v in random_arrays(VOCAB, 8, seed=5).items() if k != schema.LABEL}
-    served = tf.saved_model.load(path).signatures["serving_default"](
-        **{k: tf.constant(v) for k, v in x.items()})
+    signatures = tf.saved_model.load(path).signatures
+    raw = Vocabulary.identity(VOCAB).to_raw(x)  # synthetic data: id k is spelled "k"
+    served = signatures["serving_default"](**{k: tf.constant(v) for k, v in raw.items()})
     want = tf.sigmoid(model(x, training=False)[:, 0]).numpy()
     np.testing.assert_allclose(served["probability"].numpy(), want, atol=5e-3)
+    by_index = signatures["serving_indices"](**{k: tf.constant(v) for k, v in x.items()})
+    np.testing.assert_array_equal(by_index["logit"].numpy(), served["logit"].numpy())
     logs = read_warmup(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
     batch = tf.make_ndarray(logs[-1].predict_log.request.inputs["hist_item_ids"])
     assert batch.shape == (64, schema.SEQ_LEN) and 0 < batch.max() < VOCAB.num_items

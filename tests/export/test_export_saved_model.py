@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 
 from lmn_tf.data import schema
+from lmn_tf.data.raw import RAW_FEATURES
+from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.export import export_saved_model, signature
 from lmn_tf.export.versions import existing_versions, next_version
 from lmn_tf.export.warmup import WARMUP_FILE, read_warmup
@@ -51,11 +53,15 @@ def exported(model, features, tmp_path_factory):
                               warmup=features)
 
 
-def run_session(path: str, features: dict) -> tuple[dict, tf.compat.v1.MetaGraphDef]:
-    """Loads `serve` like TF-Serving and runs serving_default by signature tensor names."""
+IDENTITY = Vocabulary.identity(VOCAB)  # the default export vocabulary: id k is "k"
+
+
+def run_session(path: str, features: dict, signature_name: str = "serving_indices"
+                ) -> tuple[dict, tf.compat.v1.MetaGraphDef]:
+    """Loads `serve` like TF-Serving and runs a signature by its tensor names."""
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        sig = meta.signature_def["serving_default"]
+        sig = meta.signature_def[signature_name]
         feeds = {sig.inputs[k].name: features[k] for k in sig.inputs}
         out = sess.run({k: t.name for k, t in sig.outputs.items()}, feeds)
     return out, meta
@@ -72,19 +78,39 @@ def test_session_predictions_equal_model_predict(model, features, exported):
     assert out["probability"].shape == (16,) and out["probability"].dtype == np.float32
 
 
-def test_signature_inputs_and_outputs(exported):
+def test_raw_session_predictions_equal_model_predict(model, features, exported):
+    raw = IDENTITY.to_raw(features)
+    out, _ = run_session(exported, raw, "serving_default")
+    np.testing.assert_allclose(out["probability"], reference(model, features), atol=1e-5)
+    indices, _ = run_session(exported, features)
+    np.testing.assert_array_equal(out["logit"], indices["logit"])  # the same graph below
+
+
+@pytest.mark.parametrize("name,spec", [("serving_default", RAW_FEATURES),
+                                       ("serving_indices", schema.FEATURES)])
+def test_signature_inputs_and_outputs(exported, name, spec):
     _, meta = run_session(exported, random_arrays(VOCAB, 2))
-    sig = meta.signature_def["serving_default"]
+    assert set(meta.signature_def) == {"serving_default", "serving_indices",
+                                       "__saved_model_init_op"}
+    sig = meta.signature_def[name]
     assert sig.method_name == "tensorflow/serving/predict"
-    assert set(sig.inputs) == set(schema.FEATURES)
-    for name, (dtype, shape) in schema.FEATURES.items():
-        info = sig.inputs[name]
-        assert info.dtype == tf.as_dtype(dtype).as_datatype_enum, name
-        assert [d.size for d in info.tensor_shape.dim] == [-1, *shape], name
+    assert set(sig.inputs) == set(spec)
+    for feature, (dtype, shape) in spec.items():
+        info = sig.inputs[feature]
+        assert info.dtype == tf.as_dtype(dtype).as_datatype_enum, feature
+        assert [d.size for d in info.tensor_shape.dim] == [-1, *shape], feature
     assert set(sig.outputs) == {"logit", "probability"}
     for info in sig.outputs.values():
         assert info.dtype == tf.float32.as_datatype_enum
         assert [d.size for d in info.tensor_shape.dim] == [-1]
+
+
+def test_vocabularies_are_assets(exported):
+    assets = sorted(os.listdir(os.path.join(exported, "assets")))
+    assert assets == sorted(f"vocab_{t}.tsv" for t in IDENTITY.tables())
+    with open(os.path.join(exported, "assets", "vocab_items.tsv")) as f:
+        lines = f.read().splitlines()
+    assert lines[:2] == ["1\t1", "2\t2"] and len(lines) == VOCAB.num_items - 1
 
 
 def saved_variables(path: str) -> dict[str, tf.DType]:
@@ -94,7 +120,9 @@ def saved_variables(path: str) -> dict[str, tf.DType]:
 
 
 def graph_variable_names(meta) -> set[str]:
-    return {n.attr["shared_name"].s.decode() for n in meta.graph_def.node if n.op == "VarHandleOp"}
+    # String variables hold the vocabulary assets' paths (TF2 saves every Asset that way).
+    return {n.attr["shared_name"].s.decode() for n in meta.graph_def.node
+            if n.op == "VarHandleOp" and n.attr["dtype"].type != tf.string.as_datatype_enum}
 
 
 def test_only_serving_variables_are_saved(model, exported):
@@ -151,9 +179,12 @@ def test_saved_model_cli_show_and_run(model, exported):
                           capture_output=True, text=True, timeout=120)
     assert show.returncode == 0, show.stderr
     assert "signature_def['serving_default']" in show.stdout
+    assert "signature_def['serving_indices']" in show.stdout
     assert "outputs['probability']" in show.stdout and "inputs['hist_item_ids']" in show.stdout
+    assert "dtype: DT_STRING" in show.stdout
     one = random_arrays(VOCAB, 1, seed=3)
-    exprs = ";".join(f"{k}={one[k].tolist()}" for k in schema.FEATURES)  # literals only
+    raw = IDENTITY.to_raw(one)
+    exprs = ";".join(f"{k}={raw[k].tolist()}" for k in RAW_FEATURES)  # literals only
     run = subprocess.run([SAVED_MODEL_CLI, "run", "--dir", exported, "--tag_set", "serve",
                           "--signature_def", "serving_default", "--input_exprs", exprs],
                          capture_output=True, text=True, timeout=120)
@@ -166,15 +197,22 @@ def test_saved_model_cli_show_and_run(model, exported):
 def test_warmup_parses_as_prediction_logs(exported, features):
     logs = read_warmup(os.path.join(exported, WARMUP_FILE))
     assert 1 < len(logs) <= 1000
+    names = [log.predict_log.request.model_spec.signature_name for log in logs]
+    assert names == ["serving_default"] * (len(logs) - 1) + ["serving_indices"]
     for log in logs:
         request = log.predict_log.request
         assert request.model_spec.name == "lmn"
-        assert request.model_spec.signature_name == "serving_default"
-        assert set(request.inputs) == set(schema.FEATURES)
-    batch = {k: tf.make_ndarray(t) for k, t in logs[-1].predict_log.request.inputs.items()}
-    np.testing.assert_array_equal(batch["hist_item_ids"], features["hist_item_ids"])
-    out, _ = run_session(exported, batch)  # replayable, as TF-Serving does at load
-    assert out["probability"].shape == (16,)
+        spec = RAW_FEATURES if request.model_spec.signature_name == "serving_default" else (
+            schema.FEATURES)
+        assert set(request.inputs) == set(spec)
+    for log, name in ((logs[-2], "serving_default"), (logs[-1], "serving_indices")):
+        batch = {k: tf.make_ndarray(t) for k, t in log.predict_log.request.inputs.items()}
+        if name == "serving_default":
+            assert batch["hist_item_ids"].dtype == object
+            np.testing.assert_array_equal(IDENTITY.to_indices(batch)["hist_item_ids"],
+                                          features["hist_item_ids"])
+        out, _ = run_session(exported, batch, name)  # replayable, as TF-Serving does at load
+        assert out["probability"].shape == (16,)
 
 
 def test_versions_count_up_and_never_overwrite(model, tmp_path):

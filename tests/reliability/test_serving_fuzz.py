@@ -94,7 +94,7 @@ def _tensor(dtype, dims, content=b"", **values):
     return proto
 
 
-GRPC_CASES = [  # (input tensor for hist_item_ids, expected status)
+GRPC_CASES = [  # (input tensor for hist_item_ids, raw movie ids: DT_STRING (B, 50); status)
     (_tensor(types_pb2.DT_INT32, [1 << 30, 50], int_val=[1]), "RESOURCE_EXHAUSTED"),  # MemoryError
     (_tensor(types_pb2.DT_INT32, [1 << 20, 50], int_val=[1]), "RESOURCE_EXHAUSTED"),  # 200 MB
     (_tensor(types_pb2.DT_STRING, [1 << 40], string_val=[b"a"]), "RESOURCE_EXHAUSTED"),
@@ -104,7 +104,8 @@ GRPC_CASES = [  # (input tensor for hist_item_ids, expected status)
     (_tensor(999, [1]), "INVALID_ARGUMENT"),
     (_tensor(types_pb2.DT_INT32, [-1, 50], int_val=[1]), "INVALID_ARGUMENT"),
     (_tensor(types_pb2.DT_INT32, [2, 50], content=b"abc"), "INVALID_ARGUMENT"),
-    (_tensor(types_pb2.DT_STRING, [2, 50], string_val=[b"x"]), "INVALID_ARGUMENT"),
+    (_tensor(types_pb2.DT_STRING, [2, 49], string_val=[b"x"]), "INVALID_ARGUMENT"),
+    (tf.make_tensor_proto(np.ones((2, 50), np.int32)), "INVALID_ARGUMENT"),  # indices, not ids
     (tf.make_tensor_proto(np.ones((2, 50), np.int64)), "INVALID_ARGUMENT"),
     (tf.make_tensor_proto(np.ones((2, 49), np.int32)), "INVALID_ARGUMENT"),
 ]
