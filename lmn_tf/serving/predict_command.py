@@ -1,10 +1,18 @@
 """Query a TF-Serving endpoint (lmn-tf serve or tensorflow_model_server) and print the outputs.
 
-The input file holds either a TF-Serving request body ({"instances": [...]} or
-{"inputs": {...}}) or a plain {"feature": values} object; without --input, one example of
-zeros (empty strings for string inputs) shaped from the signature is sent (a smoke test).
+What is sent, one of:
+- ``--user U --item M [M ...]``: a raw-feature request per candidate movie, computed from the
+  dataset's raw event log (``--dataset``) by `lmn_tf.data.requests.request_features`, the
+  function that reproduces training's features; the request sees the whole log, as a
+  request made after its last event would. For exports of the raw ``serving_default``.
+- ``--input FILE``: a TF-Serving request body ({"instances": [...]} or {"inputs": {...}}) or
+  a plain {"feature": values} object;
+- neither: one example of zeros (empty strings for string inputs) shaped from the
+  signature (a smoke test).
 Examples:
 
+    lmn-tf predict --rest http://127.0.0.1:8501 --model-name lmn --dataset ml-1m \
+        --user 1m_1 --item "Toy Story (1995)" "Heat (1995)"
     lmn-tf predict --rest http://127.0.0.1:8501 --model-name lmn --input request.json
     lmn-tf predict --grpc 127.0.0.1:8500 --model-name lmn
 """
@@ -31,7 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     version = parser.add_mutually_exclusive_group()
     version.add_argument("--model-version", type=int)
     version.add_argument("--version-label")
-    parser.add_argument("--input", metavar="JSON", help="request file (default: one zero example)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--input", metavar="JSON", help="request file (default: one zero example)")
+    what.add_argument("--user", help="raw user id (e.g. 1m_1): score --item for this user")
+    parser.add_argument("--item", nargs="+", metavar="MOVIE",
+                        help="with --user: raw movie ids (e.g. 'Toy Story (1995)'), one row each")
+    parser.add_argument("--dataset", choices=("ml-1m", "ml-100k"), default="ml-1m",
+                        help="with --user: the raw log the features are computed from")
+    parser.add_argument("--data-dir", help="with --user: the dataset's files instead of the "
+                        "package (<dataset>.inter/.item/.user)")
+    parser.add_argument("--history", choices=("rated", "positive"), default="rated",
+                        help="with --user: the sequences' events, as the model was trained")
     parser.add_argument("--timeout", type=float, default=30.0)
 
 
@@ -72,7 +90,23 @@ def _signature(args: argparse.Namespace) -> dict:
     return inputs
 
 
+def _raw_request(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """One row per --item for --user, from the raw log (imported here: only this needs it)."""
+    from lmn_tf.data.raw import read_log
+    from lmn_tf.data.requests import request_features, stack
+
+    log = read_log(args.dataset, args.data_dir)
+    unknown = [m for m in args.item if m not in log.items]
+    if args.user not in log.users or unknown:  # the profile and genres come from the log
+        what = f"user {args.user!r}" if args.user not in log.users else f"movies {unknown}"
+        raise ServingError.from_http(400, f"{what} not in the {args.dataset} data files")
+    return stack([request_features(log.events, args.user, m, users=log.users,
+                                   items=log.items, history=args.history) for m in args.item])
+
+
 def _features(args: argparse.Namespace, inputs: dict) -> dict[str, np.ndarray]:
+    if args.user is not None:
+        return _raw_request(args)
     if args.input is None:
         # Zeros, and empty strings for string inputs (a raw id of "" is padding / unknown).
         return {
@@ -104,6 +138,9 @@ def _np(dtype: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.user is None) != (args.item is None):
+        print("error: --user and --item go together", file=sys.stderr)
+        return 2
     try:
         features = _features(args, _signature(args))
         where = dict(

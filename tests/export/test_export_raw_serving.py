@@ -179,3 +179,24 @@ def test_grpc_wrong_dtype_is_invalid_argument(served, raw_requests):
         with pytest.raises(grpc.RpcError) as e:
             stub.Predict(request, timeout=60)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("flag", ["--rest", "--grpc"])
+def test_predict_command_scores_a_user_from_the_raw_log(model, served, capsys, flag):
+    from lmn_tf.cli import main
+    from lmn_tf.data.raw import read_log
+    from lmn_tf.data.requests import request_features, stack
+
+    log = read_log("ml-100k")
+    user, movies = log.events["user_id"][-1], list(log.events["item_id"][:2])
+    target = served.rest if flag == "--rest" else served.grpc
+    assert main(["predict", flag, target, "--model-name", "lmn", "--dataset", "ml-100k",
+                 "--user", user, "--item", *movies]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    want = stack([request_features(log.events, user, m, users=log.users, items=log.items)
+                  for m in movies])
+    np.testing.assert_allclose(printed["probability"], in_process(model, want), atol=1e-5)
+    assert main(["predict", flag, target, "--model-name", "lmn", "--dataset", "ml-100k",
+                 "--user", "no such user", "--item", movies[0]]) == 1
+    assert "'no such user' not in the ml-100k data files" in capsys.readouterr().err
+    assert main(["predict", flag, target, "--model-name", "lmn", "--user", user]) == 2
