@@ -52,7 +52,8 @@ def _start(base, log_name: str, *flags: str) -> ServerProcess:
 
 @pytest.fixture(scope="module", params=["batching-off", "batching-on"])
 def server(base, request):
-    flags = ["--enable-batching", "--max-batch-size", "64"] if request.param == "batching-on" else []
+    on = request.param == "batching-on"
+    flags = ["--enable-batching", "--max-batch-size", "64"] if on else []
     s = _start(base, f"{request.param}.log", *flags)
     yield s
     assert s.stop() == 0, s.log()
