@@ -45,9 +45,9 @@ _STATUS = re.compile(
     re.IGNORECASE,
 )
 _JSON = {"Content-Type": "application/json", "Server": "lmn-tf-serving"}
-_MAX_LINE = 1 << 16  # request line: http.server's limit, 414 beyond
+_MAX_LINE = 1 << 16  # request line: the former http.server front end's limit, 414 beyond
 _MAX_FIELD = 8190  # one header line: 431 beyond
-_MAX_HEADERS = 100  # http.server's limit, 431 beyond
+_MAX_HEADERS = 100  # the former front end's limit too, 431 beyond
 # Idle keep-alive connections are closed after this long (nginx's default); a client that
 # keeps its connection busy keeps it for good.
 KEEPALIVE_SECONDS = 75.0
