@@ -24,7 +24,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web, web_protocol
+from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, StreamReader, web, web_protocol
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
@@ -270,15 +270,19 @@ class _Connection(web_protocol.RequestHandler):
         response.force_close()
         return response
 
+    last_payload: StreamReader | None = None  # the newest request's body (_HttpServer sets it)
+
     def eof_received(self) -> bool:
         # A client that half-closes after sending (curl -T, the fuzzer) still reads the
         # answer: keep the socket open to write it (asyncio would close it now), take no
         # further request, and end a body still short of its Content-Length, which would
-        # otherwise wait forever for bytes that cannot come.
+        # otherwise wait forever for bytes that cannot come. The body may belong to a
+        # request still queued, or one taken from the queue whose handler has not started
+        # yet (data and FIN often arrive together): hence last_payload.
         self.close()
         payloads = [p for _, p in self._messages]
-        if self._current_request is not None:
-            payloads.append(self._current_request.content)
+        if self.last_payload is not None:
+            payloads.append(self.last_payload)
         for payload in payloads:
             if not payload.is_eof():
                 payload.set_exception(BadHttpMessage("the connection ended inside the body"))
@@ -307,6 +311,7 @@ class _HttpServer(web.Server):
             # aiohttp answers in the request's version; HTTP/2.0 or 9.9 in a status line is
             # no answer a client can read. Answer (the refusal) in HTTP/1.1 and close.
             message = message._replace(version=HttpVersion11, should_close=True)
+        protocol.last_payload = payload
         request = _Request(message, payload, protocol, writer, task, self._loop)
         if asked != message.version:
             request.asked_version = asked
