@@ -18,7 +18,8 @@ concurrency, a load generator in a separate process keeps ``concurrency`` reques
 Inputs are synthesised from the served signature (``serving_bench.synth``: ids in [1, 3)).
 Each cell reports requests/s, rows/s, p50 / p99 / max latency, answers and errors by kind
 (HTTP status or gRPC code; connect / read / write / timeout errors and exception names),
-the server's CPU use and its RSS before and after. Then the same model is run in this
+the server's CPU use, in all and by thread (event loop, workers, batch threads,
+TensorFlow's and gRPC's own), and its RSS before and after. Then the same model is run in this
 process (``Servable.run``, no server) at each request size with as many threads as the
 server has workers: the rows/s a server could reach at best. ``--pin-client CPU`` pins the
 load generator to that core (and the server to the others).
@@ -214,6 +215,24 @@ def server_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds by thread name (digits dropped, so a pool's threads add up): the server
+    names its loop ``lmn-frontend``, its workers ``lmn-worker`` and batch threads
+    ``lmn-batch``; TensorFlow's pools and gRPC's core threads carry their own names."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                text = f.read()
+        except OSError:  # the thread ended
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")].rstrip("0123456789_-")
+        fields = text.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def wait_idle(pid: int, timeout: float = 60.0) -> float:
     """Waits until the server uses under 5% of a core (what a finished cell's clients left
     in flight, e.g. 64 queued 100-row requests, is done); returns the seconds waited."""
@@ -268,6 +287,7 @@ def run_cell(server, protocol: str, rows: int, concurrency: int, files: dict, ar
     rest_file, grpc_file = files[rows]
     wait_idle(server.pid)
     rss_before, cpu_before = server.rss_mb(), server_cpu_seconds(server.pid)
+    threads_before = thread_cpu_seconds(server.pid)
     use_wrk = protocol == "rest" and args.rest_client in ("auto", "wrk") and shutil.which("wrk")
     if protocol == "rest" and args.rest_client == "wrk" and not use_wrk:
         raise SystemExit("--rest-client wrk: wrk is not installed (apt-get install wrk)")
@@ -285,11 +305,15 @@ def run_cell(server, protocol: str, rows: int, concurrency: int, files: dict, ar
         client = "python"
     wall = time.monotonic() - started
     cpu = server_cpu_seconds(server.pid) - cpu_before
+    after = thread_cpu_seconds(server.pid)
+    by_thread = {k: v - threads_before.get(k, 0.0) for k, v in after.items()}
+    by_thread = {k: round(100 * v / wall, 1) for k, v in sorted(by_thread.items(),
+                 key=lambda kv: -kv[1]) if v > 0.005 * wall}
     seconds = out["seconds"] or 1e-9
     return {"protocol": protocol, "rows": rows, "concurrency": concurrency, "client": client,
             **out, "requests_per_s": out["requests"] / seconds,
             "ok_per_s": out["ok"] / seconds, "rows_per_s": out["ok"] * rows / seconds,
-            "server_cpu_percent": 100 * cpu / wall,
+            "server_cpu_percent": 100 * cpu / wall, "server_cpu_percent_by_thread": by_thread,
             "rss_mb_before": rss_before, "rss_mb_after": server.rss_mb()}
 
 
@@ -435,6 +459,12 @@ def print_table(r: dict) -> None:
               f"{ms(c['p50_ms'])} {ms(c['p99_ms'])} {ms(c['max_ms'])} "
               f"{c['server_cpu_percent']:>5.0f} "
               f"{c['rss_mb_before']:>6.0f}>{c['rss_mb_after']:<6.0f}  {answers}")
+    print("\nserver CPU % by thread (100 = one core), concurrency 64 cells:")
+    for c in r["cells"]:
+        if c["concurrency"] == 64:
+            top = ", ".join(f"{k} {v:.0f}" for k, v in list(
+                c["server_cpu_percent_by_thread"].items())[:6])
+            print(f"  batching {c['batching']}, {c['protocol']}, {c['rows']} row(s): {top}")
     for rows, x in r.get("in_process", {}).items():
         line = f"\nin-process Servable.run, {rows} row(s), {x['threads']} threads: "
         line += f"{x['runs_per_s']:.0f} runs/s, {x['rows_per_s']:.0f} rows/s"

@@ -25,6 +25,7 @@ import numpy as np
 
 from lmn_tf.serving.config import BatchingConfig
 from lmn_tf.serving.errors import ServingError, invalid_argument
+from lmn_tf.serving.threads import name_this_thread
 
 RunFn = Callable[[str, Mapping[str, np.ndarray], Sequence[str]], dict[str, np.ndarray]]
 
@@ -149,6 +150,7 @@ class Batcher:
                 return key, batch
 
     def _loop(self) -> None:
+        name_this_thread("lmn-batch")
         while (due := self._take()) is not None:
             (signature_name, output_filter, _), tasks = due
             try:

@@ -24,6 +24,7 @@ from lmn_tf.serving import protocol
 from lmn_tf.serving.admission import Admission
 from lmn_tf.serving.manager import ServerCore
 from lmn_tf.serving.servable import DEFAULT_SIGNATURE, Servable
+from lmn_tf.serving.threads import name_this_thread
 
 T = TypeVar("T")
 
@@ -61,7 +62,10 @@ class Dispatcher:
         self.core = core
         self.admission = Admission(max_inflight)
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="worker"
+            max_workers=workers,
+            thread_name_prefix="worker",
+            initializer=name_this_thread,
+            initargs=("lmn-worker",),
         )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -3,9 +3,9 @@
 URLs, JSON bodies, error bodies ``{"error": "..."}`` and status codes follow
 ``http_rest_api_handler.cc`` / ``http_server.cc``. aiohttp (its llhttp parser) does the
 protocol: request lines, headers, ``Content-Length`` and chunked bodies, keep-alive,
-pipelining, lingering close, the listen backlog and graceful shutdown. This module routes,
-bounds bodies and answers; the JSON work and the model run on the dispatcher's workers,
-never on the event loop.
+pipelining, the listen backlog and graceful shutdown. This module routes, bounds bodies and
+answers (the JSON work and the model run on the dispatcher's workers, never on the event
+loop), and closes connections so that a client still sending gets its answer, not a reset.
 
 Additions of this server: request bodies above ``max_body_bytes`` get 413 (TF-Serving has
 no such cap), paths outside ``/v1/`` get 404 with a JSON error body (TF-Serving's HTTP
@@ -19,6 +19,7 @@ TF-Serving.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import urllib.parse
@@ -242,8 +243,65 @@ class _TooLargeError(_RefusalError):
 # -- aiohttp's connection, with TF-Serving-shaped refusals ----------------------------------
 
 
+LINGER_SECONDS = 2.0
+
+
+class _LingeringTransport:
+    """The connection's transport, closed the way a server must close on unread input.
+
+    Closing a socket whose receive queue holds data the client is still sending (a body
+    after a refused header, the rest of an oversized upload) sends a reset, and the client
+    loses the answer already on its way. So ``close`` first sends our FIN after the answer
+    (``write_eof``), then reads and drops the client's bytes until its own FIN or
+    ``LINGER_SECONDS``, and only then closes. Everything else is the wrapped transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport, self._loop = transport, loop
+        self.lingering = False
+        self.peer_done = False  # the client's FIN has come: nothing more to read away
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        if self.lingering:
+            return
+        self.lingering = True
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self.peer_done:
+            transport.close()  # flushes the answer; no input left to cause a reset
+            return
+        try:
+            transport.resume_reading()  # aiohttp may have paused it; the bytes must go
+            transport.write_eof()  # after what is buffered: the answer first
+        except (OSError, RuntimeError, NotImplementedError):
+            transport.close()
+            return
+        self._timer = self._loop.call_later(LINGER_SECONDS, self.finish)
+
+    def finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport.close()
+
+
 class _Connection(web_protocol.RequestHandler):
     """aiohttp's HTTP/1.1 connection; what it refuses is answered in JSON, never as a 5xx."""
+
+    _lingering: _LingeringTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._lingering = _LingeringTransport(transport, self._loop)
+        super().connection_made(self._lingering)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is not None and self._lingering.lingering:
+            return  # closing: read away, parse nothing
+        super().data_received(data)
 
     def handle_error(
         self,
@@ -279,6 +337,11 @@ class _Connection(web_protocol.RequestHandler):
         # otherwise wait forever for bytes that cannot come. The body may belong to a
         # request still queued, or one taken from the queue whose handler has not started
         # yet (data and FIN often arrive together): hence last_payload.
+        if self._lingering is not None:
+            self._lingering.peer_done = True
+            if self._lingering.lingering:
+                self._lingering.finish()  # the client has sent all it will: close now
+                return True
         self.close()
         payloads = [p for _, p in self._messages]
         if self.last_payload is not None:

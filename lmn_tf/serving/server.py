@@ -30,6 +30,7 @@ from lmn_tf.serving.grpc_service import make_server
 from lmn_tf.serving.manager import ServerCore
 from lmn_tf.serving.rest import RestServer
 from lmn_tf.serving.servable import Servable
+from lmn_tf.serving.threads import name_this_thread
 
 log = logging.getLogger("lmn_tf.serving")
 
@@ -98,10 +99,12 @@ class ModelServer:
         self.grpc = None
         self.rest_port = self.grpc_port = None
         self._loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(
-            target=self._loop.run_forever, name="front-ends", daemon=True
-        )
+        self._loop_thread = threading.Thread(target=self._run_loop, name="front-ends", daemon=True)
         self._stop = threading.Event()
+
+    def _run_loop(self) -> None:
+        name_this_thread("lmn-frontend")
+        self._loop.run_forever()
 
     def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Runs ``coro`` on the front ends' loop and waits for its result."""

@@ -230,3 +230,5 @@ def test_half_closed_clients_get_their_answer(server, framing, body, status):
         assert response.status == status, doc
         assert response.getheader("Content-Type") == "application/json"
         assert status == 200 or set(doc) == {"error"}
+
+
