@@ -1,6 +1,6 @@
 """`lmn-tf serve` under load (issue #18): REST and gRPC, batching off and on, by concurrency.
 
-    python benchmarks/serving_load.py --model-base-path models/lmn      # the demo's export
+    python benchmarks/serving_load.py --model-base-path models/lmn --seconds 20   # full table
     python benchmarks/serving_load.py --seconds 2 --concurrency 1,64 --rows 1   # a smoke run
 
 Serves one model (``--model-base-path BASE``, versions inside; without it an untrained LMN
@@ -24,6 +24,8 @@ process (``Servable.run``, no server) at each request size with as many threads 
 server has workers: the rows/s a server could reach at best. ``--pin-client CPU`` pins the
 load generator to that core (and the server to the others).
 
+Cells whose requests take seconds (100 rows at concurrency 256) need ``--seconds`` well
+above their latency: 20 s gives the full 32-cell table in about 15 minutes.
 Prints a table, writes benchmarks/results/serving_load.json.
 """
 
@@ -171,7 +173,7 @@ end
 
 
 def run_wrk(url: str, body_file: str, concurrency: int, seconds: float, cpu: int | None,
-            workdir: str) -> dict:
+            workdir: str, server_pid: int) -> dict:
     script = os.path.join(workdir, "post.lua")
     with open(script, "w") as f:
         f.write(_WRK_LUA)
@@ -185,6 +187,9 @@ def run_wrk(url: str, body_file: str, concurrency: int, seconds: float, cpu: int
         return subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
 
     wrk(1)  # warm-up: connections, the server's pools
+    # what the warm-up left in flight (its connections are gone, the requests are not)
+    # would hold admission places and CPU during the measured run
+    wait_idle(server_pid)
     out = wrk(seconds)
     line = next(ln for ln in out.splitlines() if ln.startswith("WRK_JSON "))
     w = json.loads(line[len("WRK_JSON "):])
@@ -228,6 +233,8 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
         except OSError:  # the thread ended
             continue
         name = text[text.index("(") + 1 : text.rindex(")")].rstrip("0123456789_-")
+        if name.startswith("python"):  # unnamed: TensorFlow's pools inherit the process name
+            name = "tf-pools+main"
         fields = text.rsplit(")", 1)[1].split()
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
@@ -294,7 +301,7 @@ def run_cell(server, protocol: str, rows: int, concurrency: int, files: dict, ar
     started = time.monotonic()
     if use_wrk:
         out = run_wrk(f"{server.rest}/v1/models/{MODEL}:predict", rest_file, concurrency,
-                      args.seconds, args.pin_client, workdir)
+                      args.seconds, args.pin_client, workdir, server.pid)
         client = "wrk"
     else:
         spec = {"protocol": protocol, "concurrency": concurrency, "seconds": args.seconds,
@@ -459,9 +466,10 @@ def print_table(r: dict) -> None:
               f"{ms(c['p50_ms'])} {ms(c['p99_ms'])} {ms(c['max_ms'])} "
               f"{c['server_cpu_percent']:>5.0f} "
               f"{c['rss_mb_before']:>6.0f}>{c['rss_mb_after']:<6.0f}  {answers}")
-    print("\nserver CPU % by thread (100 = one core), concurrency 64 cells:")
+    busiest = max((c["concurrency"] for c in r["cells"] if c["concurrency"] <= 64), default=0)
+    print(f"\nserver CPU % by thread (100 = one core), concurrency {busiest} cells:")
     for c in r["cells"]:
-        if c["concurrency"] == 64:
+        if c["concurrency"] == busiest:
             top = ", ".join(f"{k} {v:.0f}" for k, v in list(
                 c["server_cpu_percent_by_thread"].items())[:6])
             print(f"  batching {c['batching']}, {c['protocol']}, {c['rows']} row(s): {top}")
