@@ -62,6 +62,9 @@ TENSORFLOW = [
     "tensorflow-recommenders>=0.7.3",
     "tensorflow-serving-api>=2.16,<2.22",
     "grpcio>=1.24.3,<2",  # lmn_tf.serving imports grpc and google.protobuf itself
+    # lmn_tf.serving's REST front end: HTTP/1.1 parsing, keep-alive, graceful shutdown
+    # (tested with 3.14; rest.py subclasses its low-level server and connection)
+    "aiohttp>=3.10,<4",
     "protobuf>=3.20.3",
     "numpy>=1.26",
     "tqdm>=4.62",

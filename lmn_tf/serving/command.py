@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=64 << 20,
         help="REST body / gRPC message cap (default: 64 MiB)",
     )
-    net.add_argument("--grpc-threads", type=int, default=16)
+    net.add_argument(
+        "--rest-backlog", type=int, default=1024, help="REST listen backlog (default: 1024)"
+    )
     run = parser.add_argument_group("serving")
     run.add_argument(
         "--poll-seconds",
@@ -53,8 +55,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="base path poll interval; <=0 disables (default: 1)",
     )
     run.add_argument("--max-load-retries", type=int, default=5)
-    run.add_argument("--intra-op-threads", type=int, default=0)
-    run.add_argument("--inter-op-threads", type=int, default=0)
+    run.add_argument(
+        "--max-inflight-requests",
+        type=int,
+        default=256,
+        help="per model, requests in the server at once; beyond: REST 503 / gRPC UNAVAILABLE "
+        "at once (default: 256; <=0: no limit)",
+    )
+    run.add_argument(
+        "--worker-threads",
+        type=int,
+        default=0,
+        help="threads decoding, running and encoding requests (default 0: two per core)",
+    )
+    run.add_argument("--intra-op-threads", type=int, default=0, help="0: TF default (cores)")
+    run.add_argument("--inter-op-threads", type=int, default=0, help="0: TF default (cores)")
     run.add_argument("--shutdown-grace-seconds", type=float, default=30.0)
     batch = parser.add_argument_group("server-side batching (off by default)")
     batch.add_argument("--enable-batching", action="store_true")
@@ -67,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-timeout-micros", type=int, help="overrides the file (default: 1000)"
     )
     batch.add_argument("--num-batch-threads", type=int, help="overrides the file (default: 2)")
+    batch.add_argument(
+        "--max-enqueued-batches",
+        type=int,
+        help="overrides the file (default: 100); beyond: UNAVAILABLE / 503",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -88,7 +108,9 @@ def _batching(args: argparse.Namespace) -> BatchingConfig | None:
     )
     overrides = {
         k: getattr(args, k)
-        for k in ("max_batch_size", "batch_timeout_micros", "num_batch_threads")
+        for k in (
+            "max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"
+        )
         if getattr(args, k) is not None
     }
     if overrides and config.allowed_batch_sizes and "max_batch_size" in overrides:
@@ -111,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
         poll_seconds=args.poll_seconds,
         batching=_batching(args),
         max_request_bytes=args.max_request_bytes,
-        grpc_threads=args.grpc_threads,
+        max_inflight_requests=args.max_inflight_requests,
+        worker_threads=args.worker_threads,
+        rest_backlog=args.rest_backlog,
         intra_op_threads=args.intra_op_threads,
         inter_op_threads=args.inter_op_threads,
         max_load_retries=args.max_load_retries,

@@ -1,6 +1,9 @@
 """The gRPC front end: ``PredictionService`` and ``ModelService`` on the official stubs.
 
-Predict, GetModelMetadata and GetModelStatus are served; Classify, Regress,
+Predict, GetModelMetadata and GetModelStatus are served on ``grpc.aio``: the handlers run
+on the event loop the REST front end shares and hand the tensor decoding, the model run and
+the encoding to the dispatcher's workers, so a burst of calls queues nowhere unbounded and
+beyond a model's in-flight limit answers UNAVAILABLE at once. Classify, Regress,
 MultiInference and HandleReloadConfigRequest answer UNIMPLEMENTED (the generated base
 classes' default). Failures carry TF-Serving's status codes and messages.
 """
@@ -10,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from concurrent import futures
 
 import grpc
 import numpy as np
@@ -23,8 +25,8 @@ from tensorflow_serving.apis import (
 )
 
 from lmn_tf.serving import protocol
+from lmn_tf.serving.dispatch import Decoded, Dispatcher
 from lmn_tf.serving.errors import ServingError, invalid_argument
-from lmn_tf.serving.manager import ServerCore
 
 log = logging.getLogger("lmn_tf.serving")
 
@@ -33,14 +35,16 @@ def _rpc(method):
     """Turns ServingError into the call's status; anything else into INTERNAL."""
 
     @functools.wraps(method)
-    def wrapper(self, request, context):
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
         try:
-            return method(self, request, context)
+            return await method(self, request, context)
         except ServingError as e:
-            context.abort(e.code, e.message)
+            await context.abort(e.code, e.message)
         except Exception as e:
+            if isinstance(e, grpc.aio.AbortError):  # context.abort's own exception
+                raise
             log.exception("gRPC %s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {e}")
+            await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {e}")
 
     return wrapper
 
@@ -110,42 +114,57 @@ def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: int) -> np.ndarray:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: ServerCore, max_tensor_bytes: int = 64 << 20):
-        self.core, self.max_tensor_bytes = core, max_tensor_bytes
+    """Predict and GetModelMetadata; the work runs on the dispatcher's workers."""
+
+    def __init__(self, dispatcher: Dispatcher, max_tensor_bytes: int = 64 << 20):
+        self.dispatcher, self.max_tensor_bytes = dispatcher, max_tensor_bytes
 
     @_rpc
-    def Predict(self, request, context):  # noqa: N802 - the generated servicer's name
+    async def Predict(self, request, context):  # noqa: N802 - the generated servicer's name
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        inputs = {k: to_ndarray(v, self.max_tensor_bytes) for k, v in request.inputs.items()}
-        spec, outputs = protocol.predict(
-            self.core, request.model_spec, inputs, list(request.output_filter)
-        )
-        response = predict_pb2.PredictResponse(model_spec=spec)
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(as_proto_field(value))
-        return response
+
+        def decode(_servable) -> Decoded:
+            inputs = {k: to_ndarray(v, self.max_tensor_bytes) for k, v in request.inputs.items()}
+            return Decoded(request.model_spec.signature_name, inputs, list(request.output_filter))
+
+        def encode(spec, outputs, _context) -> predict_pb2.PredictResponse:
+            response = predict_pb2.PredictResponse(model_spec=spec)
+            for name, value in outputs.items():
+                response.outputs[name].CopyFrom(as_proto_field(value))
+            return response
+
+        with self.dispatcher.admission.admit(request.model_spec.name):
+            return await self.dispatcher.predict(request.model_spec, decode, encode)
 
     @_rpc
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        return protocol.model_metadata(self.core, request)
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        with self.dispatcher.admission.admit(request.model_spec.name):
+            core = self.dispatcher.core
+            return await self.dispatcher.call(protocol.model_metadata, core, request)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core: ServerCore):
-        self.core = core
+    def __init__(self, dispatcher: Dispatcher):
+        self.dispatcher = dispatcher
 
     @_rpc
-    def GetModelStatus(self, request, context):  # noqa: N802
-        return protocol.model_status(self.core, request)
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        with self.dispatcher.admission.admit(request.model_spec.name):
+            return await self.dispatcher.call(protocol.model_status, self.dispatcher.core, request)
 
 
 def make_server(
-    core: ServerCore, address: str, max_message_bytes: int, max_workers: int = 16
-) -> tuple[grpc.Server, int]:
-    """A started-ready (not started) gRPC server and the port it bound (``HOST:0`` picks one)."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+    dispatcher: Dispatcher, address: str, max_message_bytes: int
+) -> tuple[grpc.aio.Server, int]:
+    """A not yet started ``grpc.aio`` server and the port it bound (``HOST:0`` picks one).
+
+    Call it on the event loop that will serve it. Classify, Regress, MultiInference and
+    HandleReloadConfigRequest are the generated base classes' synchronous UNIMPLEMENTED
+    defaults; the worker pool runs them (``migration_thread_pool``).
+    """
+    server = grpc.aio.server(
+        migration_thread_pool=dispatcher.executor,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", -1),
@@ -153,9 +172,9 @@ def make_server(
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(core, max_message_bytes), server
+        PredictionService(dispatcher, max_message_bytes), server
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(dispatcher), server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind gRPC to {address}")

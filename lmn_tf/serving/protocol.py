@@ -1,16 +1,13 @@
-"""TF-Serving's three calls on a ServerCore, shared by the gRPC and REST front ends.
+"""TF-Serving's calls on a ServerCore, shared by the gRPC and REST front ends.
 
-Predict takes and returns numpy arrays (each front end has its own wire format);
 GetModelMetadata and GetModelStatus build the official response protos, which REST then
-prints as JSON the way TF-Serving's ``http_rest_api_util.cc`` does.
+prints as JSON the way TF-Serving's ``http_rest_api_util.cc`` does. Predict itself is
+``Dispatcher.predict`` (dispatch.py), each front end decoding its own wire format.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import grpc
-import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -28,36 +25,6 @@ _STATE = get_model_status_pb2.ModelVersionStatus.State
 _CODE = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
 
 
-def predict(
-    core: ServerCore,
-    spec: model_pb2.ModelSpec,
-    inputs: Mapping[str, np.ndarray],
-    output_filter: Sequence[str] = (),
-) -> tuple[model_pb2.ModelSpec, dict[str, np.ndarray]]:
-    """Runs a Predict; returns the response ModelSpec (version filled in) and the outputs."""
-    version, label = _version(spec)
-    with core.servable(spec.name, version, label) as servable:
-        outputs = servable.predict(spec.signature_name, inputs, output_filter)
-        out_spec = model_pb2.ModelSpec(
-            name=spec.name, signature_name=spec.signature_name or DEFAULT_SIGNATURE
-        )
-        out_spec.version.value = servable.version
-    return out_spec, outputs
-
-
-def signature_inputs(core: ServerCore, spec: model_pb2.ModelSpec) -> dict:
-    """The signature's input TensorInfos (REST needs their dtypes to parse JSON)."""
-    version, label = _version(spec)
-    with core.servable(spec.name, version, label) as servable:
-        sig = servable.signature_defs.get(spec.signature_name or DEFAULT_SIGNATURE)
-        if sig is None:  # http_rest_api_handler.cc: GetInfoMap
-            raise invalid_argument(
-                f'Serving signature name: "{spec.signature_name or DEFAULT_SIGNATURE}" '
-                "not found in signature def"
-            )
-        return dict(sig.inputs)
-
-
 def refuse_classify_regress(core: ServerCore, spec: model_pb2.ModelSpec, api: str) -> None:
     """Classify / Regress are not served: the error TF-Serving gives for them.
 
@@ -66,7 +33,7 @@ def refuse_classify_regress(core: ServerCore, spec: model_pb2.ModelSpec, api: st
     this server has to answer UNIMPLEMENTED.
     """
     method = f"tensorflow/serving/{api}"
-    with core.servable(spec.name, *_version(spec)) as servable:
+    with core.servable(spec.name, *spec_version(spec)) as servable:
         name = spec.signature_name or DEFAULT_SIGNATURE
         sig = servable.signature_defs.get(name)
         if sig is None:
@@ -89,7 +56,7 @@ def model_metadata(
     for field in request.metadata_field:
         if field != SIGNATURE_DEF:
             raise invalid_argument(f"Metadata field {field} is not supported")
-    version, label = _version(request.model_spec)
+    version, label = spec_version(request.model_spec)
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     with core.servable(request.model_spec.name, version, label) as servable:
         sigs = get_model_metadata_pb2.SignatureDefMap()
@@ -106,7 +73,7 @@ def model_status(
 ) -> get_model_status_pb2.GetModelStatusResponse:
     if not request.HasField("model_spec"):
         raise invalid_argument("Missing ModelSpec")
-    version, label = _version(request.model_spec)
+    version, label = spec_version(request.model_spec)
     if version is not None and label:
         raise invalid_argument(
             f"Both model version ({version}) and model version label ({label}) cannot be supplied."
@@ -120,7 +87,8 @@ def model_status(
     return response
 
 
-def _version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
+def spec_version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
+    """The spec's ``(version, label)``; None where it names none."""
     version = spec.version.value if spec.HasField("version") else None
     return version, spec.version_label or None
 

@@ -1,255 +1,382 @@
-"""The REST front end: TF-Serving's ``/v1/models/...`` API on ``http.server``.
+"""The REST front end: TF-Serving's ``/v1/models/...`` API on aiohttp's HTTP/1.1 server.
 
 URLs, JSON bodies, error bodies ``{"error": "..."}`` and status codes follow
-``http_rest_api_handler.cc`` / ``http_server.cc``. Additions of this server: request
-bodies above ``max_body_bytes`` get 413 (TF-Serving has no such cap), paths outside
-``/v1/`` get 404 with a JSON error body (TF-Serving's HTTP server answers a bare 404), and
-requests ``http.server`` itself refuses (bad request line or headers, unknown HTTP
-version) get a JSON 4xx instead of its HTML page. Any method other than GET and POST is a
-"Malformed request" (400), as in TF-Serving.
+``http_rest_api_handler.cc`` / ``http_server.cc``. aiohttp (its llhttp parser) does the
+protocol: request lines, headers, ``Content-Length`` and chunked bodies, keep-alive,
+pipelining, the listen backlog and graceful shutdown. This module routes, bounds bodies and
+answers (the JSON work and the model run on the dispatcher's workers, never on the event
+loop), and closes connections so that a client still sending gets its answer, not a reset.
+
+Additions of this server: request bodies above ``max_body_bytes`` get 413 (TF-Serving has
+no such cap), paths outside ``/v1/`` get 404 with a JSON error body (TF-Serving's HTTP
+server answers a bare 404), requests the HTTP parser refuses (bad request line or headers,
+HTTP versions other than 1.0 and 1.1, a body cut short) get a JSON 4xx instead of a plain
+text page (414 for a request line above 64 KiB, 431 for a header above 8 KiB or more than
+100 headers), and a model with ``max_inflight`` requests in the server already answers
+503 at once. Any method other than GET and POST is a "Malformed request" (400), as in
+TF-Serving.
 """
 
 from __future__ import annotations
 
-import http.server
+import asyncio
 import logging
 import re
-import socket
-import threading
-import time
 import urllib.parse
+from typing import Any
 
+from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, StreamReader, web, web_protocol
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
 from lmn_tf.serving import protocol, rest_json
+from lmn_tf.serving.dispatch import Decoded, Dispatcher
 from lmn_tf.serving.errors import ServingError, invalid_argument
-from lmn_tf.serving.manager import ServerCore
+from lmn_tf.serving.servable import DEFAULT_SIGNATURE, Servable
 
 log = logging.getLogger("lmn_tf.serving")
-_DISCARD_BYTES = 64 << 20
 
 # http_rest_api_util.cc: kPredictionApiGegex / kModelStatusApiRegex
 _PREDICT = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
     re.IGNORECASE,
 )
-_CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,15})(;[^\r\n]*)?\r?\n")  # hex size, extensions
 _STATUS = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE,
 )
+_JSON = {"Content-Type": "application/json", "Server": "lmn-tf-serving"}
+_MAX_LINE = 1 << 16  # request line: the former http.server front end's limit, 414 beyond
+_MAX_FIELD = 8190  # one header line: 431 beyond
+_MAX_HEADERS = 100  # the former front end's limit too, 431 beyond
+# Idle keep-alive connections are closed after this long (nginx's default); a client that
+# keeps its connection busy keeps it for good.
+KEEPALIVE_SECONDS = 75.0
 
 
-class RestServer(http.server.ThreadingHTTPServer):
-    """A threading HTTP server bound to ``(host, port)``; port 0 picks a free one.
+class _RefusalError(Exception):
+    """An answer that also ends the connection (the rest of the request is not trusted)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class RestServer:
+    """TF-Serving's REST API on ``(host, port)``; port 0 picks a free one.
+
+    Call ``start`` and ``stop`` on the event loop that serves it.
 
     Args:
-        address: ``(host, port)``.
-        core: the models.
+        dispatcher: the worker pool and admission shared with gRPC.
         max_body_bytes: larger request bodies are refused with 413.
+        backlog: the listen backlog (connections the kernel holds before ``accept``).
+        shutdown_grace: seconds ``stop`` lets in-flight requests take.
+
+    Attributes:
+        port: the bound port, once started.
     """
 
-    daemon_threads = True  # idle keep-alive connections must not block exit
-    allow_reuse_address = True
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        max_body_bytes: int,
+        backlog: int = 1024,
+        shutdown_grace: float = 30.0,
+    ):
+        self.dispatcher, self.core = dispatcher, dispatcher.core
+        self.max_body_bytes, self.backlog = max_body_bytes, backlog
+        self.shutdown_grace = shutdown_grace
+        self.port: int | None = None
+        self._runner: web.ServerRunner | None = None
+        self._draining = False
 
-    def __init__(self, address: tuple[str, int], core: ServerCore, max_body_bytes: int):
-        self.core, self.max_body_bytes = core, max_body_bytes
-        self._inflight = 0
-        self._idle = threading.Condition()
-        self.draining = False
-        super().__init__(address, _Handler)
+    async def start(self, host: str, port: int) -> int:
+        server = _HttpServer(
+            self._handle,
+            access_log=None,  # one line per request is a cost under load; debug logs below
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            max_line_size=_MAX_LINE,
+            max_field_size=_MAX_FIELD,
+            max_headers=_MAX_HEADERS,
+        )
+        self._runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=self.shutdown_grace
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=self.backlog, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self.port
 
-    def track(self, delta: int) -> None:
-        with self._idle:
-            self._inflight += delta
-            if self._inflight == 0:
-                self._idle.notify_all()
+    async def stop(self) -> None:
+        """Stops listening, answers in-flight requests (``shutdown_grace`` s at most), closes.
 
-    def shutdown_request(self, request: socket.socket) -> None:
-        # Lingering close: read (briefly) what the client is still sending. Closing a socket
-        # with unread input resets the connection, and the client may lose our answer.
-        deadline = time.monotonic() + 2.0
+        Idle keep-alive connections are closed at once; busy ones get their answer with
+        ``Connection: close``.
+        """
+        self._draining = True
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- one request ---------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        close = self._draining
         try:
-            request.shutdown(socket.SHUT_WR)
-            request.settimeout(0.5)
-            while time.monotonic() < deadline and request.recv(1 << 16):
-                pass
-        except OSError:
-            pass
-        self.close_request(request)
-
-    def drain(self, timeout: float | None = None) -> bool:
-        """Stops accepting, then waits for requests being processed to finish."""
-        self.draining = True
-        self.shutdown()
-        with self._idle:
-            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK add
-    # ~40 ms to every keep-alive response
-    disable_nagle_algorithm = True
-    server: RestServer
-    server_version = "lmn-tf-serving"
-
-    def log_message(self, format, *args):
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def do_GET(self):
-        self._dispatch("GET")
-
-    def do_POST(self):
-        self._dispatch("POST")
-
-    def __getattr__(self, name: str):
-        # http.server looks up do_<METHOD> and answers a 501 HTML page if there is none;
-        # TF-Serving answers every other method with a JSON 400 "Malformed request"
-        if name.startswith("do_"):
-            return lambda: self._dispatch(self.command)
-        raise AttributeError(name)
-
-    def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        if self.request_version == "HTTP/0.9":  # no status line, no headers: not served
-            self.send_error(400, "HTTP/0.9 requests are not supported")
-            return False
-        return True
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
-        """http.server's own refusals, as JSON; its 5xx (505 bad HTTP version) become 400."""
-        code = 400 if code >= 500 else code
-        if self.request_version == "HTTP/0.9":  # also the default of an unparsed request line
-            self.request_version = "HTTP/1.1"  # so that a status line is written
-        body = rest_json.dumps({"error": message or explain or f"HTTP error {code}"})
-        self.close_connection = True  # the request was not understood: nothing to keep
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _dispatch(self, method: str) -> None:
-        self.server.track(+1)
-        try:
-            status, body = self._handle(method)
+            status, body = await self._answer(request)
+        except _RefusalError as e:
+            status, body, close = e.status, rest_json.dumps({"error": str(e)}), True
         except ServingError as e:
             status, body = e.http_status, rest_json.dumps({"error": e.message})
         except Exception as e:  # a bug must cost one request, not the server
-            log.exception("REST %s %s failed", method, self.path)
+            log.exception("REST %s %s failed", request.method, request.raw_path[:200])
             status, body = 500, rest_json.dumps({"error": f"Internal error: {e}"})
-        finally:
-            self.server.track(-1)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if self.server.draining or self.close_connection:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if method != "HEAD":
-            self.wfile.write(body)
+        log.debug("REST %s %s -> %d", request.method, request.raw_path[:200], status)
+        response = web.Response(status=status, body=body, headers=_JSON)
+        if close:
+            response.force_close()  # Connection: close; aiohttp reads away an unread body
+        return response
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            return self._read_chunked()
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True  # where the body ends is unknown
-            raise invalid_argument("Invalid Content-Length")
-        if length > self.server.max_body_bytes:
-            self.close_connection = True
-            if length <= self.server.max_body_bytes + _DISCARD_BYTES:
-                # read it away: closing on unread data resets the socket before the client
-                # reads the 413
-                remaining = length
-                while remaining > 0 and (chunk := self.rfile.read(min(1 << 20, remaining))):
-                    remaining -= len(chunk)
-            raise _TooLargeError(length, self.server.max_body_bytes)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _read_chunked(self) -> bytes:
-        """A chunked body (RFC 9112 section 7.1; libevent, under TF-Serving, accepts them)."""
-        keep_alive, self.close_connection = not self.close_connection, True  # until it ends well
-        body = bytearray()
-        while True:
-            size = _CHUNK_SIZE.fullmatch(self.rfile.readline(1024))
-            if size is None:
-                raise invalid_argument("Invalid chunk size line in chunked request body")
-            size = int(size.group(1), 16)
-            if size == 0:
-                break
-            if len(body) + size > self.server.max_body_bytes:
-                raise _TooLargeError(len(body) + size, self.server.max_body_bytes)
-            chunk = self.rfile.read(size)
-            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise invalid_argument("Truncated chunk in chunked request body")
-            body += chunk
-        for _ in range(100):  # trailer fields, ignored, up to the empty line
-            if self.rfile.readline(1 << 16) in (b"\r\n", b"\n", b""):
-                self.close_connection = not keep_alive
-                return bytes(body)
-        raise invalid_argument("Too many trailer fields in chunked request body")
-
-    def _handle(self, method: str) -> tuple[int, bytes]:
-        try:
-            body = self._read_body()
-        except _TooLargeError as e:
-            return 413, rest_json.dumps({"error": str(e)})
-        path = urllib.parse.urlsplit(self.path).path
+    async def _answer(self, request: web.BaseRequest) -> tuple[int, bytes]:
+        asked = getattr(request, "asked_version", None)
+        if asked is not None:
+            raise _RefusalError(400, f"HTTP version {asked[0]}.{asked[1]} is not supported")
+        method = request.method
+        path = urllib.parse.urlsplit(request.raw_path).path
         if not re.fullmatch(r"/v1/.*", path, re.IGNORECASE):
             return 404, rest_json.dumps({"error": f"Not found: {method} {path}"})
-        malformed = invalid_argument(f"Malformed request: {method} {path}")
-        match = (
-            _PREDICT.fullmatch(path)
-            if method == "POST"
-            else _STATUS.fullmatch(path)
-            if method == "GET"
-            else None
+        spec, api = _route(method, path)
+        with self.dispatcher.admission.admit(spec.name):  # before the body: 503 costs nothing
+            if api in ("predict", "classify", "regress"):
+                body = await self._read_body(request)
+                if api == "predict":
+                    return 200, await self._predict(spec, body)
+                await self.dispatcher.call(self._refuse, spec, body, api)
+            if api == "metadata":
+                return 200, await self.dispatcher.call(self._metadata, spec)
+            return 200, await self.dispatcher.call(self._status, spec)
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The body (aiohttp has undone any chunking), refused beyond ``max_body_bytes``."""
+        limit = self.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _TooLargeError(request.content_length, limit)
+        body = bytearray()
+        try:
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise _TooLargeError(len(body), limit)
+        except HttpProcessingError as e:  # bad chunk framing, a body cut short
+            raise _RefusalError(400, f"Invalid request body: {e.message}") from None
+        return bytes(body)
+
+    async def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
+        def decode(servable: Servable) -> Decoded:
+            doc = rest_json.parse_body(body)
+            name = doc.get("signature_name", "")
+            sig = servable.signature_defs.get(name or DEFAULT_SIGNATURE)
+            if sig is None:  # http_rest_api_handler.cc: GetInfoMap
+                raise invalid_argument(
+                    f'Serving signature name: "{name or DEFAULT_SIGNATURE}" '
+                    "not found in signature def"
+                )
+            fmt, inputs = rest_json.request_arrays(doc, dict(sig.inputs))
+            return Decoded(name, inputs, (), fmt)
+
+        def encode(_spec: model_pb2.ModelSpec, outputs: dict, fmt: Any) -> bytes:
+            return rest_json.dumps(rest_json.response_json(outputs, fmt))
+
+        return await self.dispatcher.predict(spec, decode, encode)
+
+    def _refuse(self, spec: model_pb2.ModelSpec, body: bytes, api: str) -> None:
+        spec.signature_name = rest_json.parse_body(body).get("signature_name", "")
+        protocol.refuse_classify_regress(self.core, spec, api)
+
+    def _metadata(self, spec: model_pb2.ModelSpec) -> bytes:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=spec, metadata_field=[protocol.SIGNATURE_DEF]
         )
-        if match is None:
-            raise malformed
-        name = urllib.parse.unquote(match.group(1) or "")
-        if not name:
-            raise invalid_argument("Missing model name in request.")
-        version = match.group(2)
-        label = urllib.parse.unquote(match.group(3) or "")
-        spec = model_pb2.ModelSpec(name=name, version_label=label)
-        if version is not None:
-            if int(version) >= 1 << 63:
-                raise invalid_argument(f"Failed to convert version: {version} to numeric.")
-            spec.version.value = int(version)
-        if method == "POST":
-            if match.group(4).lower() != "predict":
-                spec.signature_name = rest_json.parse_body(body).get("signature_name", "")
-                protocol.refuse_classify_regress(self.server.core, spec, match.group(4).lower())
-            return 200, self._predict(spec, body)
-        if match.group(4):
-            request = get_model_metadata_pb2.GetModelMetadataRequest(
-                model_spec=spec, metadata_field=[protocol.SIGNATURE_DEF]
-            )
-            response = protocol.model_metadata(self.server.core, request)
-            return 200, rest_json.dumps(protocol.metadata_json(response))
+        response = protocol.model_metadata(self.core, request)
+        return rest_json.dumps(protocol.metadata_json(response))
+
+    def _status(self, spec: model_pb2.ModelSpec) -> bytes:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
-        response = protocol.model_status(self.server.core, request)
-        return 200, rest_json.dumps(protocol.to_json(response))
-
-    def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
-        doc = rest_json.parse_body(body)
-        spec.signature_name = doc.get("signature_name", "")
-        infos = protocol.signature_inputs(self.server.core, spec)
-        fmt, inputs = rest_json.request_arrays(doc, infos)
-        _, outputs = protocol.predict(self.server.core, spec, inputs)
-        return rest_json.dumps(rest_json.response_json(outputs, fmt))
+        response = protocol.model_status(self.core, request)
+        return rest_json.dumps(protocol.to_json(response))
 
 
-class _TooLargeError(Exception):
+def _route(method: str, path: str) -> tuple[model_pb2.ModelSpec, str]:
+    """The ModelSpec a ``/v1/models/...`` path names, and its call: predict, classify,
+    regress, metadata or status."""
+    malformed = invalid_argument(f"Malformed request: {method} {path}")
+    match = (
+        _PREDICT.fullmatch(path)
+        if method == "POST"
+        else _STATUS.fullmatch(path)
+        if method == "GET"
+        else None
+    )
+    if match is None:
+        raise malformed
+    name = urllib.parse.unquote(match.group(1) or "")
+    if not name:
+        raise invalid_argument("Missing model name in request.")
+    version = match.group(2)
+    label = urllib.parse.unquote(match.group(3) or "")
+    spec = model_pb2.ModelSpec(name=name, version_label=label)
+    if version is not None:
+        if int(version) >= 1 << 63:
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.")
+        spec.version.value = int(version)
+    if method == "POST":
+        return spec, match.group(4).lower()
+    return spec, "metadata" if match.group(4) else "status"
+
+
+class _TooLargeError(_RefusalError):
     def __init__(self, length: int, limit: int):
-        super().__init__(f"Request body of {length} bytes exceeds the limit of {limit} bytes")
+        super().__init__(413, f"Request body of {length} bytes exceeds the limit of {limit} bytes")
+
+
+# -- aiohttp's connection, with TF-Serving-shaped refusals ----------------------------------
+
+
+LINGER_SECONDS = 2.0
+
+
+class _LingeringTransport:
+    """The connection's transport, closed the way a server must close on unread input.
+
+    Closing a socket whose receive queue holds data the client is still sending (a body
+    after a refused header, the rest of an oversized upload) sends a reset, and the client
+    loses the answer already on its way. So ``close`` first sends our FIN after the answer
+    (``write_eof``), then reads and drops the client's bytes until its own FIN or
+    ``LINGER_SECONDS``, and only then closes. Everything else is the wrapped transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport, self._loop = transport, loop
+        self.lingering = False
+        self.peer_done = False  # the client's FIN has come: nothing more to read away
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        if self.lingering:
+            return
+        self.lingering = True
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self.peer_done:
+            transport.close()  # flushes the answer; no input left to cause a reset
+            return
+        try:
+            transport.resume_reading()  # aiohttp may have paused it; the bytes must go
+            transport.write_eof()  # after what is buffered: the answer first
+        except (OSError, RuntimeError, NotImplementedError):
+            transport.close()
+            return
+        self._timer = self._loop.call_later(LINGER_SECONDS, self.finish)
+
+    def finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport.close()
+
+
+class _Connection(web_protocol.RequestHandler):
+    """aiohttp's HTTP/1.1 connection; what it refuses is answered in JSON, never as a 5xx."""
+
+    _lingering: _LingeringTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._lingering = _LingeringTransport(transport, self._loop)
+        super().connection_made(self._lingering)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is not None and self._lingering.lingering:
+            return  # closing: read away, parse nothing
+        super().data_received(data)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # aiohttp's rule: half an answer cannot be fixed
+            raise ConnectionError("Response is sent already, cannot send another response")
+        if isinstance(exc, LineTooLong):
+            status = 414 if exc.args[1] == _MAX_LINE else 431
+        elif isinstance(exc, BadHttpMessage) and "Too many headers" in exc.message:
+            status = 431
+        elif status >= 500:  # the parser's own failures are the request's fault here
+            log.error("REST connection failed", exc_info=exc)
+            status = 400
+        text = exc.message if isinstance(exc, HttpProcessingError) else message
+        response = web.Response(
+            status=status,
+            body=rest_json.dumps({"error": text or f"HTTP error {status}"}),
+            headers=_JSON,
+        )
+        response.force_close()
+        return response
+
+    last_payload: StreamReader | None = None  # the newest request's body (_HttpServer sets it)
+
+    def eof_received(self) -> bool:
+        # A client that half-closes after sending (curl -T, the fuzzer) still reads the
+        # answer: keep the socket open to write it (asyncio would close it now), take no
+        # further request, and end a body still short of its Content-Length, which would
+        # otherwise wait forever for bytes that cannot come. The body may belong to a
+        # request still queued, or one taken from the queue whose handler has not started
+        # yet (data and FIN often arrive together): hence last_payload.
+        if self._lingering is not None:
+            self._lingering.peer_done = True
+            if self._lingering.lingering:
+                self._lingering.finish()  # the client has sent all it will: close now
+                return True
+        self.close()
+        payloads = [p for _, p in self._messages]
+        if self.last_payload is not None:
+            payloads.append(self.last_payload)
+        for payload in payloads:
+            if not payload.is_eof():
+                payload.set_exception(BadHttpMessage("the connection ended inside the body"))
+        return True
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        # a malformed request is the client's problem: not an ERROR line in the server log
+        if isinstance(kwargs.get("exc_info"), HttpProcessingError):
+            self.logger.debug(*args, **kwargs)
+        else:
+            super().log_exception(*args, **kwargs)
+
+
+class _Request(web.BaseRequest):
+    ATTRS = web.BaseRequest.ATTRS | frozenset(["asked_version"])
+    asked_version: HttpVersion | None = None  # set when not HTTP/1.0 or 1.1: refused
+
+
+class _HttpServer(web.Server):
+    def __call__(self) -> _Connection:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+    def _make_request(self, message, payload, protocol, writer, task) -> web.BaseRequest:
+        asked = message.version
+        if asked not in (HttpVersion10, HttpVersion11):
+            # aiohttp answers in the request's version; HTTP/2.0 or 9.9 in a status line is
+            # no answer a client can read. Answer (the refusal) in HTTP/1.1 and close.
+            message = message._replace(version=HttpVersion11, should_close=True)
+        protocol.last_payload = payload
+        request = _Request(message, payload, protocol, writer, task, self._loop)
+        if asked != message.version:
+            request.asked_version = asked
+        return request
+

@@ -9,6 +9,7 @@ Python objects, and ``Session.run`` is thread-safe, so concurrent requests share
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import threading
@@ -153,10 +154,30 @@ class Servable:
         output_filter: Sequence[str] = (),
     ) -> dict[str, np.ndarray]:
         """Validates and runs a request, through the batcher when batching is on."""
+        return self.predict_future(signature_name, inputs, output_filter).result()
+
+    def predict_future(
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+    ) -> concurrent.futures.Future:
+        """Validates a request; returns its outputs' future.
+
+        Without batching the request runs here and the future is done on return; with
+        batching it is queued and the future completes when its batch has run, so the caller
+        need not hold a thread while it waits.
+        """
         self.check_request(signature_name, inputs, output_filter)
         if self.batcher is not None:
-            return self.batcher.submit(signature_name or DEFAULT_SIGNATURE, inputs, output_filter)
-        return self.run(signature_name, inputs, output_filter)
+            name = signature_name or DEFAULT_SIGNATURE
+            return self.batcher.submit_future(name, inputs, output_filter)
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(self.run(signature_name, inputs, output_filter))
+        except ServingError as e:
+            future.set_exception(e)
+        return future
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -215,3 +216,55 @@ def test_serving_imports_no_model_code():
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_batch_queue_holds_max_enqueued_batches_then_refuses_at_once():
+    release = threading.Event()
+
+    def run(signature, inputs, output_filter):
+        release.wait(30)  # the one batch thread is busy: the next tasks stay queued
+        return {"y": inputs["x"]}
+
+    batcher = Batcher(
+        run,
+        BatchingConfig(
+            max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=2, num_batch_threads=1
+        ),
+    )
+    try:
+        row = {"x": np.ones((1, 3), np.float32)}
+        running = batcher.submit_future("s", row, ())
+        deadline = time.monotonic() + 10
+        while batcher._queued_rows and time.monotonic() < deadline:  # taken by the thread
+            time.sleep(0.01)
+        # a running batch does not count; two batches of two rows fit, a fifth row does not
+        queued = [batcher.submit_future("s", row, ()) for _ in range(4)]
+        started = time.monotonic()
+        with pytest.raises(ServingError, match="task was submitted is full") as e:
+            batcher.submit_future("s", row, ())
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE and time.monotonic() - started < 1
+        # another signature is another queue, but the bound is over all of them
+        with pytest.raises(ServingError, match="is full"):
+            batcher.submit_future("t", row, ())
+    finally:
+        release.set()
+    assert [f.result(10)["y"].shape for f in [running, *queued]] == [(1, 3)] * 5
+    batcher.submit("s", row, ())  # drained: room again
+    batcher.stop()
+
+
+def test_admission_bounds_each_model_and_forgets_idle_names():
+    from lmn_tf.serving.admission import Admission
+
+    admission = Admission(2)
+    with admission.admit("a"), admission.admit("a"), admission.admit("b"):
+        with (
+            pytest.raises(ServingError, match="Too many requests in flight for model a") as e,
+            admission.admit("a"),
+        ):
+            pass
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE and e.value.http_status == 503
+        assert (admission.inflight("a"), admission.inflight("b")) == (2, 1)
+    assert admission._inflight == {}  # client-chosen names leave nothing behind
+    with Admission(0).admit("a"), Admission(0).admit("a"):
+        pass  # no limit
