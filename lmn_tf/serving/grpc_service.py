@@ -135,7 +135,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return response
 
         with self.dispatcher.admission.admit(request.model_spec.name):
-            return await self.dispatcher.predict(request.model_spec, decode, encode)
+            return await self.dispatcher.predict(request.model_spec, decode, encode,
+                                                 request.ByteSize())
 
     @_rpc
     async def GetModelMetadata(self, request, context):  # noqa: N802

@@ -188,7 +188,7 @@ class RestServer:
         def encode(_spec: model_pb2.ModelSpec, outputs: dict, fmt: Any) -> bytes:
             return rest_json.dumps(rest_json.response_json(outputs, fmt))
 
-        return await self.dispatcher.predict(spec, decode, encode)
+        return await self.dispatcher.predict(spec, decode, encode, len(body))
 
     def _refuse(self, spec: model_pb2.ModelSpec, body: bytes, api: str) -> None:
         spec.signature_name = rest_json.parse_body(body).get("signature_name", "")

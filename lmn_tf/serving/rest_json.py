@@ -29,8 +29,8 @@ _MAX_ECHO = 200  # characters of a JSON value quoted in an error message
 # Deeper documents are refused: a tensor has at most 64 dimensions here (numpy's limit), and
 # the converters below recurse once per level.
 MAX_DEPTH = 100
-_OPEN = np.frombuffer(b"[{", np.uint8)
-_CLOSE = np.frombuffer(b"]}", np.uint8)
+_STEP = np.zeros(256, np.int32)  # byte -> its change of bracket depth
+_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -72,10 +72,16 @@ def parse_body(body: bytes) -> dict:
 
 
 def _max_depth_bound(body: bytes) -> int:
-    """Bracket depth counting brackets inside strings too: an upper bound, vectorised."""
-    raw = np.frombuffer(body, np.uint8)
-    steps = np.isin(raw, _OPEN).astype(np.int32) - np.isin(raw, _CLOSE)
-    return int(np.cumsum(steps).max(initial=0))
+    """Bracket depth counting brackets inside strings too: an upper bound, vectorised.
+
+    Every request pays this, so the common case is two C-speed counts: a body with at most
+    MAX_DEPTH opening brackets cannot nest deeper. (np.isin here cost a quarter of the
+    server's CPU at 1-row requests: it sorts on every call.)
+    """
+    opening = body.count(b"[") + body.count(b"{")
+    if opening <= MAX_DEPTH:
+        return opening
+    return int(np.cumsum(_STEP[np.frombuffer(body, np.uint8)]).max(initial=0))
 
 
 def _depth_over(body: bytes) -> bool:
