@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -120,7 +121,7 @@ def _has_lone_surrogate(doc: Any) -> bool:
 
 def request_arrays(doc: dict, tensor_infos: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:
     """(format, inputs) from a parsed body and the signature's input TensorInfos."""
-    dtypes = {k: tf.dtypes.as_dtype(v.dtype) for k, v in tensor_infos.items()}
+    dtypes = _dtypes(tuple((k, v.dtype) for k, v in tensor_infos.items()))
     if not dtypes:
         raise invalid_argument("Failed to get input map for signature")
     has_rows, has_columns = "instances" in doc, "inputs" in doc
@@ -232,6 +233,24 @@ def _accepts(value: Any, dtype: tf.DType) -> bool:
     return dtype.min <= value <= dtype.max if dtype.is_integer else False
 
 
+@functools.lru_cache(maxsize=64)
+def _dtypes(enums: tuple[tuple[str, int], ...]) -> dict[str, tf.DType]:
+    # Once per signature, not per request: tf.DType's properties are Python code.
+    return {k: tf.dtypes.as_dtype(e) for k, e in enums}
+
+
+@functools.lru_cache(maxsize=64)
+def _kind(dtype: tf.DType) -> tuple[str, Any, Any, np.dtype]:
+    """(accepted numpy kinds, min, max, numpy dtype) of a non-string signature dtype."""
+    if dtype == tf.bool:
+        return "b", None, None, dtype.as_numpy_dtype
+    if dtype.is_floating:
+        return "iuf", None, None, dtype.as_numpy_dtype
+    if dtype.is_integer:
+        return "iu", dtype.min, dtype.max, dtype.as_numpy_dtype
+    return "", None, None, dtype.as_numpy_dtype
+
+
 def _to_array(value: Any, dtype: tf.DType, where: str) -> np.ndarray:
     if dtype == tf.string:
         return _to_string_array(value, where)
@@ -241,15 +260,10 @@ def _to_array(value: Any, dtype: tf.DType, where: str) -> np.ndarray:
         raise invalid_argument(
             f"Failed to process {where}: lists of unequal sizes; expected a dense tensor"
         ) from None
-    kind = array.dtype.kind
-    ok = (
-        array.size == 0
-        or (dtype == tf.bool and kind == "b")
-        or (dtype.is_floating and kind in "iuf")
-        or (dtype.is_integer and kind in "iu")
-    )
-    if ok and dtype.is_integer and array.size:
-        ok = dtype.min <= array.min() and array.max() <= dtype.max
+    kinds, low, high, np_dtype = _kind(dtype)
+    ok = array.size == 0 or array.dtype.kind in kinds
+    if ok and low is not None and array.size:
+        ok = low <= array.min() and array.max() <= high
     if not ok:
         bad = next((v for v in _leaves(value) if not _accepts(v, dtype)), value)
         if isinstance(bad, int | float) and not isinstance(bad, bool) and dtype.is_floating:
@@ -258,7 +272,7 @@ def _to_array(value: Any, dtype: tf.DType, where: str) -> np.ndarray:
                 "precision."
             )
         raise _type_error(bad, dtype)
-    return array.astype(dtype.as_numpy_dtype)
+    return array.astype(np_dtype)
 
 
 def _to_string_array(value: Any, where: str) -> np.ndarray:
