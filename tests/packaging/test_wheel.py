@@ -196,8 +196,10 @@ def test_train_export_serve_predict_round_trip(venv, tmp_path):
             got = None
             for _ in range(300):  # the port is announced before the model finishes loading
                 result = subprocess.run(
-                    [cli, "predict", flag, target, "--model-name", "lmn", "--input",
-                     tmp_path / "request.json"], cwd=tmp_path, env=ENV, capture_output=True,
+                    # index features: the export's `serving_indices` signature takes them
+                    [cli, "predict", flag, target, "--model-name", "lmn", "--signature-name",
+                     "serving_indices", "--input", tmp_path / "request.json"], cwd=tmp_path,
+                    env=ENV, capture_output=True,
                     text=True, timeout=120)
                 if result.returncode == 0:
                     got = json.loads(result.stdout)
