@@ -5,8 +5,9 @@ Each request's CPU work (decoding JSON or TensorProtos, ``Session.run``, encodin
 answer) runs on a pool of worker threads sized to the cores, so the number of concurrent
 ``Session.run`` calls and Python decoders is bounded by the machine, not by the number of
 connections (a thread per connection let 64 clients thrash two cores). With server-side
-batching a request's worker only decodes and queues it; the loop awaits the batch's future
-and a worker encodes the answer, so a full batch needs no thread per waiting request.
+batching the loop awaits the batch's future, so a full batch needs no thread per waiting
+request; a small request (``INLINE_BYTES``) is then decoded and encoded on the loop itself,
+a larger one by a worker.
 """
 
 from __future__ import annotations
@@ -82,23 +83,25 @@ class Dispatcher:
         spec: model_pb2.ModelSpec,
         decode: Callable[[Servable], Decoded],
         encode: Encode[T],
-        request_bytes: int = INLINE_BYTES + 1,
+        request_bytes: int | None = None,
     ) -> T:
-        """One Predict: ``decode`` and ``encode`` on workers, the batch awaited on the loop.
+        """One Predict: the batch awaited on the loop, ``decode``/``encode`` where cheapest.
 
         ``decode(servable)`` gets the version that will answer (so a roll-over between
         parsing and running cannot mix two versions' signatures); ``encode(spec, outputs,
         context)`` gets the response ModelSpec with the version filled in.
 
-        A batched request of at most ``INLINE_BYTES`` (``request_bytes``, the body's size) is
-        decoded and encoded on the event loop itself: parsing a small body costs less than
+        A batched request of at most ``INLINE_BYTES`` (``request_bytes``, the body's size;
+        None: unknown, so a worker) is decoded and encoded on the event loop itself: parsing
+        a small body costs less than
         the two hand-offs to a worker and back, and under load those hand-offs (a wake-up
         write and a GIL hand-over each) were what bounded requests/s. Without batching the
         model runs inside ``decode``, so that always goes to a worker.
         """
         version, label = protocol.spec_version(spec)
         with self.core.servable(spec.name, version, label) as servable:
-            inline = request_bytes <= INLINE_BYTES and servable.batcher is not None
+            inline = (request_bytes is not None and request_bytes <= INLINE_BYTES
+                      and servable.batcher is not None)
 
             def start() -> T | _Pending:
                 request = decode(servable)
