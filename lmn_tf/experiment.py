@@ -79,6 +79,8 @@ def summarize(results: dict) -> list[dict]:
     for name, runs in by_row.items():
         aucs = [r["metrics"]["auc"] for r in runs]
         row = {"row": name, "model": runs[0]["model"], "seeds": len(runs)}
+        if "num_keys" in runs[0]["hparams"]:
+            row["num_keys"] = runs[0]["hparams"]["num_keys"]
         row["auc"], row["auc_std"] = _mean_std(aucs)
         row["logloss"], row["logloss_std"] = _mean_std([r["metrics"]["logloss"] for r in runs])
         row["train_seconds"] = float(np.mean([r["metrics"]["train_seconds"] for r in runs]))
@@ -91,6 +93,13 @@ def summarize(results: dict) -> list[dict]:
                       for r in runs if r["seed"] in ref]
             if paired and ref_name != name:
                 row[key], row[key + "_std"] = _mean_std(paired)
+            if key == "relaimpr_vs_din" and len(paired) > 1 and ref_name != name:
+                mine = [r["metrics"]["auc"] for r in runs if r["seed"] in ref]
+                try:
+                    _, row["p_vs_din"] = evaluation.paired_t_test(
+                        mine, [ref[r["seed"]] for r in runs if r["seed"] in ref])
+                except ValueError:  # equal differences on every seed: no p-value
+                    pass
         for k in ("oracle_auc", "bayes_auc"):
             if k in runs[0]["metrics"]:
                 row[k] = runs[0]["metrics"][k]
@@ -110,8 +119,8 @@ def markdown(results: dict) -> str:
              f"Wall time: {results['wall_seconds'] / 60:.1f} min "
              f"({'complete' if results['complete'] else 'INCOMPLETE'}).", "",
              "| Row | AUC | warm users | cold users | RelaImpr vs first row | RelaImpr vs DIN "
-             "| LogLoss | train s/run |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| p vs DIN | LogLoss | train s/run |",
+             "|---|---|---|---|---|---|---|---|---|"]
 
     def pct(row, key):
         return (f"{100 * row[key]:+.2f}% ± {100 * row[key + '_std']:.2f}" if key in row else "-")
@@ -122,15 +131,57 @@ def markdown(results: dict) -> str:
     for r in rows:
         lines.append(f"| {r['row']} | {mean(r, 'auc')} | {mean(r, 'auc_warm')} | "
                      f"{mean(r, 'auc_cold')} | {pct(r, 'relaimpr')} | {pct(r, 'relaimpr_vs_din')} "
-                     f"| {mean(r, 'logloss')} | {r['train_seconds']:.0f} |")
+                     f"| {_p(r)} | {mean(r, 'logloss')} | {r['train_seconds']:.0f} |")
     if rows and "bayes_auc" in rows[0]:
         lines += ["", f"True click probabilities on the same eval labels (oracle): AUC "
                   f"{rows[0]['oracle_auc']:.4f}; Bayes-optimal AUC (expected over labels): "
                   f"{rows[0]['bayes_auc']:.4f}."]
+    if results["table"] == "table2" and len(rows) > 1:
+        trend = scaling(rows)
+        lines += ["", f"Scaling: Spearman ρ(√n, mean AUC) = {trend['spearman']:.2f} over "
+                  f"{len(rows)} sizes; AUC at the largest √n minus the smallest: "
+                  f"{trend['auc_gain']:+.4f} (the larger of their two stds: "
+                  f"{trend['std']:.4f}). Plot: `{results['table']}.png`."]
     lines += ["", "RelaImpr = (AUC - 0.5)/(AUC_ref - 0.5) - 1, paired by seed; ± is the std "
-              "over seeds (ddof 1). Warm users have events in the training window, cold users "
-              "none."]
+              "over seeds (ddof 1). p vs DIN: two-sided paired t-test of the AUCs by seed "
+              "(`lmn_tf.evaluation.paired_t_test`). Warm users have events in the training "
+              "window, cold users none."]
     return "\n".join(lines) + "\n"
+
+
+def scaling(rows: list[dict]) -> dict[str, float]:
+    """Table 2's trend over its rows (``summarize``'s, one per √n): Spearman's ρ between √n
+    and mean AUC (ranks with ties averaged), the AUC gain of the largest √n over the smallest,
+    and the larger std of those two rows."""
+    keys = np.array([r["num_keys"] for r in rows], dtype=np.float64)
+    aucs = np.array([r["auc"] for r in rows])
+
+    def ranks(x):
+        _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+        return (np.cumsum(counts) - (counts - 1) / 2.0)[inv]
+
+    rho = float(np.corrcoef(ranks(keys), ranks(aucs))[0, 1])
+    lo, hi = rows[int(keys.argmin())], rows[int(keys.argmax())]
+    return {"spearman": rho, "auc_gain": hi["auc"] - lo["auc"],
+            "std": max(hi["auc_std"], lo["auc_std"])}
+
+
+def plot_scaling(results: dict, path: pathlib.Path) -> None:
+    """Table 2's AUC against √n (mean ± std over seeds, log x) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(summarize(results), key=lambda r: r["num_keys"])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.errorbar([r["num_keys"] for r in rows], [r["auc"] for r in rows],
+                yerr=[r["auc_std"] for r in rows], marker="o", capsize=3)
+    ax.set(xscale="log", xlabel="√n (keys per axis; n = √n² slots)", ylabel="test AUC",
+           title=f"LMN memory size on {results['settings']['dataset']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -220,6 +271,10 @@ def _argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _p(row: dict) -> str:
+    return f"{row['p_vs_din']:.3g}" if "p_vs_din" in row else "-"
+
+
 def _epochs(settings: dict) -> str:
     if settings.get("patience"):
         return (f"up to {settings['epochs']} epochs, early stopping on validation AUC "
@@ -231,3 +286,5 @@ def _write(stem: pathlib.Path, results: dict) -> None:
     results = {**results, "summary": summarize(results)}
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(results))
+    if results["table"] == "table2" and results["runs"]:
+        plot_scaling(results, stem.with_suffix(".png"))

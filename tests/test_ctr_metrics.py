@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lmn_tf.data.synthetic import expected_auc
-from lmn_tf.evaluation import auc, log_loss, rela_impr
+from lmn_tf.evaluation import auc, log_loss, paired_t_test, rela_impr
 
 
 def test_auc_four_examples_by_hand():
@@ -50,3 +50,32 @@ def test_rela_impr_arithmetic():
     assert rela_impr(0.6, 0.7) == pytest.approx(-0.5)
     with pytest.raises(ValueError):
         rela_impr(0.7, 0.5)
+
+
+@pytest.mark.parametrize("dof,critical", [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463),
+                                          (4, 2.7764451), (5, 2.5705818), (10, 2.2281389)])
+def test_paired_t_test_p_is_005_at_the_table_critical_values(dof, critical):
+    # Differences with mean 0 and std 1, shifted so that t equals the two-sided 5% value.
+    d = np.random.default_rng(dof).normal(size=dof + 1)
+    d = (d - d.mean()) / d.std(ddof=1) + critical / math.sqrt(dof + 1)
+    t, p = paired_t_test(d + 0.8, np.full(dof + 1, 0.8))
+    assert t == pytest.approx(critical, rel=1e-9)
+    assert p == pytest.approx(0.05, abs=1e-7)
+
+
+def test_paired_t_test_by_hand_and_sign():
+    # d = (0.01, 0.02, 0.00): mean 0.01, std 0.01, t = sqrt(3); df 2: p = 1 - sin(atan(t/sqrt 2))
+    t, p = paired_t_test([0.81, 0.82, 0.80], [0.80, 0.80, 0.80])
+    assert t == pytest.approx(math.sqrt(3))
+    assert p == pytest.approx(1 - math.sin(math.atan(math.sqrt(3 / 2))))
+    t2, p2 = paired_t_test([0.80, 0.80, 0.80], [0.81, 0.82, 0.80])
+    assert (t2, p2) == pytest.approx((-t, p))
+
+
+def test_paired_t_test_rejects_bad_input():
+    with pytest.raises(ValueError, match=">= 2 values"):
+        paired_t_test([0.8], [0.7])
+    with pytest.raises(ValueError, match="shapes"):
+        paired_t_test([0.8, 0.7], [0.7, 0.6, 0.5])
+    with pytest.raises(ValueError, match="undefined"):
+        paired_t_test([1.0, 2.0], [0.0, 1.0])

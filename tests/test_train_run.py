@@ -97,6 +97,39 @@ def test_experiment_with_patience_records_the_epochs_it_chose(tmp_path):
     assert "up to 3 epochs, early stopping on validation AUC (patience 1)" in md
 
 
+def _results(table: str, rows: dict[str, tuple[dict, list[float]]]) -> dict:
+    runs = [{"row": row, "model": "lmn" if hp else row, "hparams": hp, "seed": seed,
+             "metrics": {"auc": auc, "logloss": 0.5, "train_seconds": 1.0}}
+            for row, (hp, aucs) in rows.items() for seed, auc in enumerate(aucs)]
+    return {"table": table, "runs": runs, "complete": True, "command": "c", "num_train": 1,
+            "num_eval": 1, "wall_seconds": 60, "settings": {
+                "dataset": "ml-1m", "seeds": 3, "epochs": 1, "batch_size": 8}}
+
+
+def test_table1_p_value_is_the_paired_t_test_against_din():
+    results = _results("table1", {"din": ({}, [0.80, 0.81, 0.79]),
+                                  "lmn": ({"num_keys": 8}, [0.81, 0.83, 0.79])})
+    din, lmn = experiment.summarize(results)
+    # differences (0.01, 0.02, 0.00): t = sqrt(3) on 2 degrees of freedom
+    assert lmn["p_vs_din"] == pytest.approx(1 - np.sin(np.arctan(np.sqrt(1.5))))
+    assert "p_vs_din" not in din
+    assert f"| {lmn['p_vs_din']:.3g} |" in experiment.markdown(results)
+
+
+def test_table2_scaling_trend(tmp_path):
+    results = _results("table2", {f"√n = {k}": ({"num_keys": k}, aucs) for k, aucs in [
+        (50, [0.80, 0.802]), (100, [0.803, 0.801]), (1000, [0.806, 0.808])]})
+    trend = experiment.scaling(experiment.summarize(results))
+    assert trend["spearman"] == pytest.approx(1.0)
+    assert trend["auc_gain"] == pytest.approx(0.006)
+    assert trend["std"] == pytest.approx(np.std([0.80, 0.802], ddof=1))
+    results["runs"][-1]["metrics"]["auc"] = 0.79  # √n = 1000 now the worst
+    assert experiment.scaling(experiment.summarize(results))["spearman"] == pytest.approx(-0.5)
+    experiment._write(tmp_path / "table2", results)
+    assert (tmp_path / "table2.png").stat().st_size > 0
+    assert "Spearman ρ(√n, mean AUC) = -0.50" in (tmp_path / "table2.md").read_text()
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["table1"], {"seeds": 3, "limit": 300_000, "patience": 0}),
     (["table2"], {"seeds": 2, "limit": 150_000, "eval_limit": 50_000}),

@@ -18,7 +18,14 @@ How the ranking model consumes the memory (the paper leaves it open; decided her
    embeddings of the same fields instead of the model's (which keep training), so with the
    layer's ``addressing="fixed"`` a user-item pair reads the same slots from the first step
    to the last and the values can store it (``lmn-tf experiment capacity`` measures why).
-6. The result is concatenated to DIN's input (user, target, DIN's attention over the raw
+6. ``memory_pairs="target"``: each history item (with its rating) queries the memory with the
+   target item in the user's place, so the memory stores a value per (history item, rating,
+   target item) triple: item-to-item co-occurrence at full rank, where DIN's attention sees
+   only the low-rank dot product of two embeddings. The history read-outs are then consumed
+   as in step 3 (``target_query`` must be False: the target paired with itself is no pair).
+7. ``readout_dropout``: dropout on the memory's features (not on DIN's) while training, so
+   the MLP cannot lean on a few read-out coordinates.
+8. The result is concatenated to DIN's input (user, target, DIN's attention over the raw
    sequence), so LMN = DIN + memory features; the memory loss ``alpha·SmoothL1(M_O, M_Q)`` is added
    by the layer (``memory_loss_weight`` = alpha; ``stop_gradient`` picks which side it moves).
 Memory values are trained by a sparse optimizer (``sparse_variables``); everything else by Adam.
@@ -34,6 +41,7 @@ from lmn_tf.models.features import PROFILE, hash_bucket
 
 READOUTS = ("attended", "pooled")
 MEMORY_EMBEDDINGS = ("shared", "fixed")
+MEMORY_PAIRS = ("user", "target")
 PROFILE_BUCKETS = 2**16
 
 
@@ -58,12 +66,17 @@ class LMN(DIN):
             user-aware block sees the whole user). False gives them only the profile fields
             (gender, age, occupation, zip), which every user's samples train: a user unseen
             in training then queries like similar users instead of with a random embedding.
+        memory_pairs: ``"user"`` (the paper: each item queries with the user) or ``"target"``
+            (each history item queries with the target item; design point 6).
+        readout_dropout: dropout rate on the memory's features into the MLP (0: none).
         memory_options: further ``LMNLayer`` keyword arguments (e.g. scoring, key_dim).
         value_store: the layer's ``ValueStore`` (e.g. Horovod's sharded store); not an hparam.
         **kwargs: ``DIN`` arguments.
 
     Raises:
-        ValueError: on an unknown ``readout`` or ``memory_embeddings``, or
+        ValueError: on an unknown ``readout`` or ``memory_embeddings``, a
+            ``readout_dropout`` outside [0, 1), an unknown ``memory_pairs`` or
+            ``memory_pairs="target"`` with ``target_query`` or without ``history_query``, or
             ``history_query=False`` without ``target_query``.
 
     Example:
@@ -79,7 +92,7 @@ class LMN(DIN):
                  readout: str = "attended", target_query: bool = True,
                  stop_gradient: str = "none", query_user_id: bool = True,
                  history_query: bool = True, memory_embeddings: str = "shared",
-                 memory_options: dict | None = None,
+                 memory_pairs: str = "user", readout_dropout: float = 0.0, memory_options: dict | None = None,
                  attention_units=(80, 40), value_store=None, **kwargs):
         super().__init__(vocab, attention_units=attention_units, **kwargs)
         if readout not in READOUTS:
@@ -87,6 +100,15 @@ class LMN(DIN):
         if memory_embeddings not in MEMORY_EMBEDDINGS:
             raise ValueError(f"memory_embeddings must be one of {MEMORY_EMBEDDINGS}. "
                              f"Received: {memory_embeddings=}")
+        if memory_pairs not in MEMORY_PAIRS:
+            raise ValueError(f"memory_pairs must be one of {MEMORY_PAIRS}. "
+                             f"Received: {memory_pairs=}")
+        if memory_pairs == "target" and (target_query or not history_query):
+            raise ValueError("memory_pairs='target' pairs history items with the target: it "
+                             "needs history_query=True and target_query=False. Received: "
+                             f"{history_query=}, {target_query=}")
+        if not 0.0 <= readout_dropout < 1.0:
+            raise ValueError(f"readout_dropout must be in [0, 1). Received: {readout_dropout=}")
         if not (history_query or target_query):
             raise ValueError("Something must query the memory: history_query=False needs "
                              f"target_query=True. Received: {history_query=}, {target_query=}")
@@ -95,6 +117,8 @@ class LMN(DIN):
         self.readout, self.target_query = readout, target_query
         self.query_user_id = query_user_id
         self.history_query, self.memory_embeddings = history_query, memory_embeddings
+        self.memory_pairs = memory_pairs
+        self.readout_dropout = tf.keras.layers.Dropout(readout_dropout, name="readout_dropout")
         if memory_embeddings == "fixed":
             from lmn_tf.models.features import FeatureStack
 
@@ -120,14 +144,20 @@ class LMN(DIN):
         ``user`` (B, 5d) the user features, all the model's own embeddings of ``features``;
         with ``memory_embeddings="fixed"`` the memory's frozen tables embed the ids instead
         (history items without their ratings; the user as id + one profile vector, (B, 2d)).
-        The target is the last position when it queries.
+        The target is the last position when it queries. With ``memory_pairs="target"`` the
+        target item's embedding (B, d) takes the user's place, and fixed history embeddings
+        keep their ratings (the frozen stack's rating scale and shift).
         """
         if self.memory_embeddings == "fixed":
             stack = self.address_features
             seq, item = stack.item(features["hist_item_ids"]), stack.item(features["item_id"])
+            if self.memory_pairs == "target":
+                seq = stack.behaviours(features)  # (B, L, d), the rating in the address
             profile = self.address_profile(
                 hash_bucket(features, PROFILE, self.vocab, PROFILE_BUCKETS))  # (B, d)
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
+        if self.memory_pairs == "target":
+            return seq, item, mask  # (B, L, d), (B, d), (B, L)
         if not self.history_query:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_query:
@@ -144,18 +174,16 @@ class LMN(DIN):
         items, query_user, items_mask = self.memory_inputs(features, seq, mask, item, user)
         read = self.memory(items, query_user, mask=items_mask,
                            training=training)  # (B, L(+1), d_v)
-        out = [self.attention(item, seq, mask)]  # DIN's interest, reusing seq's lookup
-        if self.target_query:
-            out.append(read[:, length])  # (B, d_v)
-        if not self.history_query:
-            return out
-        history = read[:, :length]
-        if self.readout == "pooled":
-            out.append(masked_mean(history, mask))
-        else:
-            query = read[:, length] if self.target_query else self.query_projection(item)
-            out.append(self.memory_attention(query, history, mask))
-        return out
+        interest = self.attention(item, seq, mask)  # DIN's, reusing seq's lookup
+        out = [read[:, length]] if self.target_query else []  # (B, d_v)
+        if self.history_query:
+            history = read[:, :length]
+            if self.readout == "pooled":
+                out.append(masked_mean(history, mask))
+            else:
+                query = read[:, length] if self.target_query else self.query_projection(item)
+                out.append(self.memory_attention(query, history, mask))
+        return [interest, *(self.readout_dropout(o, training=training) for o in out)]
 
     def sparse_variables(self) -> list[tf.Variable]:
         return list(getattr(self.memory, "value_variables", None) or [])

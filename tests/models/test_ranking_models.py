@@ -230,6 +230,46 @@ def test_lmn_rejects_a_memory_nobody_queries_and_unknown_embeddings():
         build_model("lmn", vocab, memory_embeddings="learned")
 
 
+def test_lmn_item_pairs_query_with_the_target_and_the_rating():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, num_keys=16, memory_pairs="target", target_query=False,
+                   memory_embeddings="fixed", memory_options={"addressing": "fixed"})
+    f = random_features(vocab, 4)
+    items, user, mask = model.memory_inputs(f, *model.sequence(f),
+                                            model.features.item(f["item_id"]),
+                                            model.features.user(f))
+    np.testing.assert_array_equal(mask, f["hist_item_ids"].numpy() != 0)  # no target slot
+    np.testing.assert_allclose(user, model.address_features.item(f["item_id"]))
+    np.testing.assert_allclose(items, model.address_features.behaviours(f))
+    rerated = {**f, "hist_ratings": tf.where(f["hist_ratings"] > 0,
+                                             f["hist_ratings"] % 5 + 1, 0)}
+    moved, _, _ = model.memory_inputs(rerated, *model.sequence(rerated),
+                                      model.features.item(f["item_id"]), model.features.user(f))
+    assert not np.allclose(items, moved)  # the same item rated otherwise: another address
+    retarget = {**f, "item_id": f["item_id"] % (vocab.num_items - 1) + 1}
+    assert not np.allclose(model(f), model(retarget))
+    with pytest.raises(ValueError, match="target_query=False"):
+        build_model("lmn", vocab, memory_pairs="target")
+    with pytest.raises(ValueError, match="memory_pairs must be one of"):
+        build_model("lmn", vocab, memory_pairs="item")
+
+
+def test_lmn_readout_dropout_acts_in_training_only():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 8)
+    model = _model("lmn", vocab, readout_dropout=0.5)
+    user, target = model.features.user(f), model.features.target(f)
+    din, *reads = model.interest(f, user, target, training=True)
+    din_eval, *reads_eval = model.interest(f, user, target, training=False)
+    np.testing.assert_allclose(din, din_eval, atol=1e-6)  # DIN's interest: never dropped
+    for dropped, kept in zip(reads, reads_eval, strict=True):
+        zero = dropped.numpy() == 0
+        assert 0.2 < zero.mean() < 0.8
+        np.testing.assert_allclose(dropped.numpy()[~zero], 2 * kept.numpy()[~zero], rtol=1e-5)
+    with pytest.raises(ValueError, match="readout_dropout must be in"):
+        build_model("lmn", vocab, readout_dropout=1.0)
+
+
 def test_cross_ids_separate_profiles_and_items():
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = build_model("cross", vocab, embedding_dim=4, cross_buckets=1 << 20)
