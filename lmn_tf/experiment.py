@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf import evaluation
+from lmn_tf.train import DEFAULTS as TRAIN_DEFAULTS
 from lmn_tf.train import load_data, train
 
 TABLE1_MODELS = ("base", "pooling", "din", "sim", "mimn", "lmn")
@@ -41,7 +42,8 @@ ABLATION = {  # name -> LMN hparams on top of the defaults
 }
 # Sized so that each table finishes in < 90 min on 2 CPU cores (wall times in results/*.md).
 DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval_limit": 50_000,
-            "patience": 0}
+            "patience": 0, "values_learning_rate": TRAIN_DEFAULTS["values_learning_rate"],
+            "values_initial_accumulator": TRAIN_DEFAULTS["values_initial_accumulator"]}
 # Table 2 trains LMN six times per seed (up to √n = 1000), so it gets fewer seeds and events.
 TABLE_DEFAULTS = {"table2": {"seeds": 2, "limit": 150_000}}
 
@@ -199,6 +201,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation AUC has not improved for N epochs (`lmn-tf train`)")
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="evaluate on the first N eval events (0: all; default 50,000)")
+    parser.add_argument("--values-learning-rate", type=float, default=None,
+                        help="Adagrad rate of the memory values (and Cross's rows), as "
+                             f"`lmn-tf train`'s; default {TRAIN_DEFAULTS['values_learning_rate']}")
+    parser.add_argument("--values-initial-accumulator", type=float, default=None,
+                        help="their Adagrad starting accumulator; default "
+                             f"{TRAIN_DEFAULTS['values_initial_accumulator']}")
     parser.add_argument("--models", nargs="+", help="table1: a subset of the models")
     parser.add_argument("--num-keys", type=int, nargs="+", help="table2: the √n values")
     parser.add_argument("--hparams", default="{}", help="JSON hparams added to every LMN run")
@@ -228,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
             config = {"model": model, "dataset": args.dataset, "hparams": hp, "seed": seed,
                       "epochs": args.epochs, "batch_size": args.batch_size,
                       "limit": args.limit or None, "eval_limit": args.eval_limit or None,
-                      "patience": args.patience}
+                      "patience": args.patience,
+                      "values_learning_rate": args.values_learning_rate,
+                      "values_initial_accumulator": args.values_initial_accumulator}
             slug = f"{args.table}-{label}-{seed}".replace(" ", "").replace("√n=", "keys")
             print(f"== {args.table}: {label}, seed {seed}", flush=True)
             tf.keras.backend.clear_session()

@@ -1,0 +1,129 @@
+"""How should the ranking model consume the memory? Each variant is one ``lmn-tf train``
+command on the full ML-1M split; each trained run then gets ``memory_health.py``'s diagnostics.
+
+Protocol (every row alike): all 800,167 training events, of which the latest 10% by time are
+the validation split (``--patience 1``: validation AUC is scored after the epoch), one epoch,
+batch 1024, seed 0, then the 200,042 test events once. Variants are compared on validation
+AUC; the test columns are reported, not used to choose.
+
+    python benchmarks/memory_variants.py --runs-dir RUNS [NAME ...]   # default: all
+    python benchmarks/memory_variants.py --runs-dir RUNS --list
+
+A finished run directory is only re-evaluated (``lmn-tf train`` resumes), so a table can be
+rebuilt without retraining. Prints a table and writes ``--out`` (.md and .json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+FAST_VALUES = ["--values-learning-rate", "0.3", "--values-initial-accumulator", "1e-6"]
+FIXED = {"memory_embeddings": "fixed", "memory_loss_weight": 0.0,
+         "memory_options": {"addressing": "fixed", "query_norm": True}}
+CROSS = {"history_query": False, "num_heads": 4, "top_k": 32, **FIXED}
+PAIRS = {"memory_pairs": "target", "target_query": False, **FIXED}
+# name -> (what it tests, lmn-tf train arguments)
+VARIANTS = {
+    "din": ("DIN, the reference", ["--model", "din"]),
+    "lmn": ("LMN, the paper's design (the defaults up to this table)", ["--model", "lmn"]),
+    "spread": ("LMN, values that learn, reads spread (query_norm, fixed random keys)",
+               ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(
+                   {"memory_options": {"query_norm": True, "trainable_keys": False}})]),
+    "user-item": ("target-only cross store: (user id + profile, item) at fixed addresses",
+                  ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(CROSS)]),
+    "profile-item": ("target-only cross store: (profile, item) at fixed addresses",
+                     ["--model", "lmn", *FAST_VALUES, "--hparams",
+                      json.dumps({**CROSS, "query_user_id": False})]),
+    "item-item": ("item x item store: (history item, rating, target) at fixed addresses, "
+                  "read-outs attended by the target",
+                  ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(PAIRS)]),
+    "item-item-pooled": ("the item x item store, read-outs pooled into the MLP only",
+                         ["--model", "lmn", *FAST_VALUES, "--hparams",
+                          json.dumps({**PAIRS, "readout": "pooled"})]),
+    "cross": ("Base + an explicit hashed profile x item embedding (no memory)",
+              ["--model", "cross"]),
+}
+PROTOCOL = ["--dataset", "ml-1m", "--epochs", "1", "--patience", "1", "--seed", "0"]
+
+
+def command(name: str, run_dir: pathlib.Path) -> list[str]:
+    return ["lmn-tf", "train", *VARIANTS[name][1], *PROTOCOL, "--run-dir", str(run_dir)]
+
+
+def markdown(rows: list[dict], wall: float) -> str:
+    lines = ["# How the ranking model consumes the memory: variants on the full ML-1M split", "",
+             "Command: `python benchmarks/memory_variants.py --runs-dir RUNS`  ",
+             f"Wall time: {wall / 60:.1f} min (training and diagnostics; a rerun over finished "
+             "run directories only re-evaluates).", "",
+             "| variant | what it tests | validation AUC | test AUC | warm | cold | "
+             "AUC drop, values permuted | slot coverage | top-1% share | train s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mem = (f"{r['auc'] - r['auc_values_permuted']:+.4f} | {r['slot_coverage']:.3f} | "
+               f"{r['top_slot_share']:.3f}" if "slot_coverage" in r else "– | – | –")
+        lines.append(f"| {r['variant']} | {r['what']} | {r['validation_auc']:.4f} | "
+                     f"{r['auc']:.4f} | {r['auc_warm']:.4f} | {r['auc_cold']:.4f} | {mem} | "
+                     f"{r['train_seconds']:.0f} |")
+    lines += ["", "Each row is `" + shlex.join(command("NAME", pathlib.Path("RUN"))).replace(
+        "NAME", "…") + "` with the variant's arguments (`commands` in the JSON). Protocol: "
+        "the module docstring of `benchmarks/memory_variants.py`. Diagnostics from "
+        "`benchmarks/memory_health.py`: AUC drop when the memory's value rows are shuffled "
+        "(the model relies on what they store), and slot use on the first 4,096 test events.",
+        ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"variants (default: all): {list(VARIANTS)}")
+    parser.add_argument("--runs-dir", required=True)
+    parser.add_argument("--rows", type=int, default=4096, help="test events for slot use")
+    parser.add_argument("--list", action="store_true", help="print the commands and stop")
+    parser.add_argument("--out", default="results/full_features/memory_variants")
+    args = parser.parse_args()
+    names = args.names or list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    runs = pathlib.Path(args.runs_dir)
+    if args.list:
+        for name in names:
+            print(shlex.join(command(name, runs / name)))
+        return
+    start = time.time()
+    for i, name in enumerate(names):
+        print(f"== [{i + 1}/{len(names)}] {name}: {shlex.join(command(name, runs / name))}",
+              flush=True)
+        argv = [sys.executable, "-m", "lmn_tf", *command(name, runs / name)[1:], "--quiet"]
+        subprocess.run(argv, check=True)
+
+    import memory_health  # TensorFlow: only after the training subprocesses
+    from lmn_tf.train import load_data
+
+    data = {(None, "rated"): load_data("ml-1m", progress=False)[:2]}
+    rows = []
+    for name in names:
+        print(f"== diagnostics: {name}", flush=True)
+        metrics = json.loads((runs / name / "metrics.json").read_text())
+        row = memory_health.health(str(runs / name), data, args.rows)
+        rows.append({"variant": name, "what": VARIANTS[name][0],
+                     "command": shlex.join(command(name, runs / name)),
+                     "validation_auc": metrics["validation_auc"],
+                     "train_seconds": metrics["train_seconds"], **row})
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md = markdown(rows, time.time() - start)
+    out.with_suffix(".md").write_text(md)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
