@@ -66,7 +66,7 @@ def markdown(rows: list[dict], wall: float) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         mem = (f"{r['auc'] - r['auc_values_permuted']:+.4f} | {r['slot_coverage']:.3f} | "
-               f"{r['top_slot_share']:.3f}" if "slot_coverage" in r else "– | – | –")
+               f"{r['top_slot_share']:.3f}" if "slot_coverage" in r else "- | - | -")
         lines.append(f"| {r['variant']} | {r['what']} | {r['validation_auc']:.4f} | "
                      f"{r['auc']:.4f} | {r['auc_warm']:.4f} | {r['auc_cold']:.4f} | {mem} | "
                      f"{r['train_seconds']:.0f} |")
@@ -105,6 +105,7 @@ def main() -> None:
         subprocess.run(argv, check=True)
 
     import memory_health  # TensorFlow: only after the training subprocesses
+
     from lmn_tf.train import load_data
 
     data = {(None, "rated"): load_data("ml-1m", progress=False)[:2]}

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
 import subprocess
@@ -97,11 +98,9 @@ def summarize(results: dict) -> list[dict]:
                 row[key], row[key + "_std"] = _mean_std(paired)
             if key == "relaimpr_vs_din" and len(paired) > 1 and ref_name != name:
                 mine = [r["metrics"]["auc"] for r in runs if r["seed"] in ref]
-                try:
+                with contextlib.suppress(ValueError):  # equal differences: no p-value
                     _, row["p_vs_din"] = evaluation.paired_t_test(
                         mine, [ref[r["seed"]] for r in runs if r["seed"] in ref])
-                except ValueError:  # equal differences on every seed: no p-value
-                    pass
         for k in ("oracle_auc", "bayes_auc"):
             if k in runs[0]["metrics"]:
                 row[k] = runs[0]["metrics"][k]
@@ -140,7 +139,7 @@ def markdown(results: dict) -> str:
                   f"{rows[0]['bayes_auc']:.4f}."]
     if results["table"] == "table2" and len(rows) > 1:
         trend = scaling(rows)
-        lines += ["", f"Scaling: Spearman ρ(√n, mean AUC) = {trend['spearman']:.2f} over "
+        lines += ["", f"Scaling: Spearman rho(√n, mean AUC) = {trend['spearman']:.2f} over "
                   f"{len(rows)} sizes; AUC at the largest √n minus the smallest: "
                   f"{trend['auc_gain']:+.4f} (the larger of their two stds: "
                   f"{trend['std']:.4f}). Plot: `{results['table']}.png`."]
@@ -152,7 +151,7 @@ def markdown(results: dict) -> str:
 
 
 def scaling(rows: list[dict]) -> dict[str, float]:
-    """Table 2's trend over its rows (``summarize``'s, one per √n): Spearman's ρ between √n
+    """Table 2's trend over its rows (``summarize``'s, one per √n): Spearman's rho between √n
     and mean AUC (ranks with ties averaged), the AUC gain of the largest √n over the smallest,
     and the larger std of those two rows."""
     keys = np.array([r["num_keys"] for r in rows], dtype=np.float64)

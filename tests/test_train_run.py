@@ -127,7 +127,7 @@ def test_table2_scaling_trend(tmp_path):
     assert experiment.scaling(experiment.summarize(results))["spearman"] == pytest.approx(-0.5)
     experiment._write(tmp_path / "table2", results)
     assert (tmp_path / "table2.png").stat().st_size > 0
-    assert "Spearman ρ(√n, mean AUC) = -0.50" in (tmp_path / "table2.md").read_text()
+    assert "Spearman rho(√n, mean AUC) = -0.50" in (tmp_path / "table2.md").read_text()
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -92,7 +92,8 @@ class LMN(DIN):
                  readout: str = "attended", target_query: bool = True,
                  stop_gradient: str = "none", query_user_id: bool = True,
                  history_query: bool = True, memory_embeddings: str = "shared",
-                 memory_pairs: str = "user", readout_dropout: float = 0.0, memory_options: dict | None = None,
+                 memory_pairs: str = "user", readout_dropout: float = 0.0,
+                 memory_options: dict | None = None,
                  attention_units=(80, 40), value_store=None, **kwargs):
         super().__init__(vocab, attention_units=attention_units, **kwargs)
         if readout not in READOUTS:
