@@ -9,8 +9,8 @@ AUC; the test columns are reported, not used to choose.
     python benchmarks/memory_variants.py --runs-dir RUNS [NAME ...]   # default: all
     python benchmarks/memory_variants.py --runs-dir RUNS --list
 
-A finished run directory is only re-evaluated (``lmn-tf train`` resumes), so a table can be
-rebuilt without retraining. Prints a table and writes ``--out`` (.md and .json).
+A run directory that already holds ``metrics.json`` is not trained again (delete it to
+retrain), so a table can be rebuilt from finished runs. Prints a table and writes ``--out`` (.md and .json).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def command(name: str, run_dir: pathlib.Path) -> list[str]:
 def markdown(rows: list[dict], wall: float) -> str:
     lines = ["# How the ranking model consumes the memory: variants on the full ML-1M split", "",
              "Command: `python benchmarks/memory_variants.py --runs-dir RUNS`  ",
-             f"Wall time: {wall / 60:.1f} min (training and diagnostics; a rerun over finished "
-             "run directories only re-evaluates).", "",
+             f"Wall time: {wall / 60:.1f} min (training the runs not yet trained, and the "
+             "diagnostics).", "",
              "| variant | what it tests | validation AUC | test AUC | warm | cold | "
              "AUC drop, values permuted | slot coverage | top-1% share | train s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -99,6 +99,9 @@ def main() -> None:
         return
     start = time.time()
     for i, name in enumerate(names):
+        if (runs / name / "metrics.json").is_file():
+            print(f"== [{i + 1}/{len(names)}] {name}: trained ({runs / name})", flush=True)
+            continue
         print(f"== [{i + 1}/{len(names)}] {name}: {shlex.join(command(name, runs / name))}",
               flush=True)
         argv = [sys.executable, "-m", "lmn_tf", *command(name, runs / name)[1:], "--quiet"]
