@@ -10,7 +10,8 @@ AUC; the test columns are reported, not used to choose.
     python benchmarks/memory_variants.py --runs-dir RUNS --list
 
 A run directory that already holds ``metrics.json`` is not trained again (delete it to
-retrain), so a table can be rebuilt from finished runs. Prints a table and writes ``--out`` (.md and .json).
+retrain), so a table can be rebuilt from finished runs. Prints a table and writes ``--out``
+(.md and .json).
 """
 
 from __future__ import annotations
