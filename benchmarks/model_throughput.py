@@ -2,6 +2,8 @@
 
     python benchmarks/model_throughput.py                      # DIN and LMN, batch 1024
     python benchmarks/model_throughput.py --models base din lmn --steps 50 --rounds 1
+    python benchmarks/model_throughput.py --models lmn --num-keys 100 1000 \
+        --hparams '{"history_query": false, ...}'     # one LMN row per √n, same batches
 
 Each model trains on the latest ML-1M training events with the optimizer `lmn-tf train`
 uses (`train.make_optimizer`, `train.DEFAULTS`), through `model.fit` on the same batches
@@ -47,11 +49,11 @@ class _StepTimer(tf.keras.callbacks.Callback):
             self.elapsed = time.perf_counter() - self.started
 
 
-def examples_per_second(name: str, data, args) -> float:
+def examples_per_second(name: str, hparams: dict, data, args) -> float:
     train_arrays, _, vocab = data
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(0)
-    model = build_model(name, vocab)
+    model = build_model(name, vocab, **hparams)
     model.compile(optimizer=train.make_optimizer(
         model, train.DEFAULTS["learning_rate"], train.DEFAULTS["values_learning_rate"],
         train.DEFAULTS["values_initial_accumulator"]))
@@ -72,16 +74,28 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--limit", type=int, default=300_000,
                         help="the latest N training events to draw the batches from")
+    parser.add_argument("--hparams", default="{}", help="JSON hparams of every LMN row")
+    parser.add_argument("--num-keys", type=int, nargs="+",
+                        help="one LMN row per √n (default: one row, LMN's own)")
     parser.add_argument("--out", type=pathlib.Path, default=OUT)
     args = parser.parse_args(argv)
     data = train.load_data("ml-1m", args.limit, 1)
-    got: dict[str, list[float]] = {m: [] for m in args.models}
+    specs = {}  # row label -> (model, hparams)
+    for name in args.models:
+        if name != "lmn":
+            specs[name] = (name, {})
+            continue
+        for k in args.num_keys or [None]:
+            hp = {**json.loads(args.hparams), **({"num_keys": k} if k else {})}
+            specs[f"lmn √n={k}" if k else "lmn"] = ("lmn", hp)
+    labels = list(specs)
+    got: dict[str, list[float]] = {m: [] for m in labels}
     start = time.time()
     for r in range(args.rounds):
-        for name in args.models if r % 2 == 0 else args.models[::-1]:
-            got[name].append(examples_per_second(name, data, args))
-            print(f"  round {r + 1}: {name} {got[name][-1]:,.0f} examples/s", flush=True)
-    rows = [{"model": m, "examples_per_second": statistics.median(v),
+        for label in labels if r % 2 == 0 else labels[::-1]:
+            got[label].append(examples_per_second(*specs[label], data, args))
+            print(f"  round {r + 1}: {label} {got[label][-1]:,.0f} examples/s", flush=True)
+    rows = [{"model": m, "hparams": specs[m][1], "examples_per_second": statistics.median(v),
              "rounds": [round(x, 1) for x in v]} for m, v in got.items()]
     ref = rows[0]["examples_per_second"]
     for row in rows:
@@ -89,9 +103,9 @@ def main(argv=None) -> int:
     print(f"\nML-1M, batch {args.batch_size}, {args.steps} timed steps x {args.rounds} rounds, "
           f"{os.cpu_count()} cores, TF {tf.__version__}, selection kernel "
           f"{'on' if kernel_available() else 'off'}")
-    print(f"{'model':<8} {'examples/s':>11} {'vs ' + args.models[0]:>8}")
+    print(f"{'model':<14} {'examples/s':>11} {'vs ' + labels[0]:>8}")
     for row in rows:
-        print(f"{row['model']:<8} {row['examples_per_second']:>11,.0f} "
+        print(f"{row['model']:<14} {row['examples_per_second']:>11,.0f} "
               f"{row['relative_to_first']:>7.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
