@@ -71,8 +71,8 @@ def markdown(rows: list[dict], wall: float) -> str:
         lines.append(f"| {r['variant']} | {r['what']} | {r['validation_auc']:.4f} | "
                      f"{r['auc']:.4f} | {r['auc_warm']:.4f} | {r['auc_cold']:.4f} | {mem} | "
                      f"{r['train_seconds']:.0f} |")
-    lines += ["", "Each row is `" + shlex.join(command("NAME", pathlib.Path("RUN"))).replace(
-        "NAME", "…") + "` with the variant's arguments (`commands` in the JSON). Protocol: "
+    lines += ["", "Each row is `lmn-tf train ARGS " + shlex.join(PROTOCOL) + " --run-dir RUN` "
+        "with the variant's ARGS (`command` in the JSON). Protocol: "
         "the module docstring of `benchmarks/memory_variants.py`. Diagnostics from "
         "`benchmarks/memory_health.py`: AUC drop when the memory's value rows are shuffled "
         "(the model relies on what they store), and slot use on the first 4,096 test events.",
@@ -117,7 +117,13 @@ def main() -> None:
     for name in names:
         print(f"== diagnostics: {name}", flush=True)
         metrics = json.loads((runs / name / "metrics.json").read_text())
-        row = memory_health.health(str(runs / name), data, args.rows)
+        cached = runs / name / "memory_health.json"  # diagnostics of this very checkpoint
+        if cached.is_file() and cached.stat().st_mtime > (runs / name / "metrics.json").stat(
+                ).st_mtime:
+            row = json.loads(cached.read_text())
+        else:
+            row = memory_health.health(str(runs / name), data, args.rows)
+            cached.write_text(json.dumps(row, indent=2) + "\n")
         rows.append({"variant": name, "what": VARIANTS[name][0],
                      "command": shlex.join(command(name, runs / name)),
                      "validation_auc": metrics["validation_auc"],
