@@ -47,6 +47,9 @@ VARIANTS = {
     "item-item-pooled": ("the item x item store, read-outs pooled into the MLP only",
                          ["--model", "lmn", *FAST_VALUES, "--hparams",
                           json.dumps({**PAIRS, "readout": "pooled"})]),
+    "item-item-pooled-dropout": ("the pooled item x item store, dropout 0.3 on the read-outs",
+                                 ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(
+                                     {**PAIRS, "readout": "pooled", "readout_dropout": 0.3})]),
     "cross": ("Base + an explicit hashed profile x item embedding (no memory)",
               ["--model", "cross"]),
 }
