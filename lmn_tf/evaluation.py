@@ -29,9 +29,20 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     pos, neg = int(y.sum()), int(len(y) - y.sum())
     if pos == 0 or neg == 0:
         raise ValueError(f"AUC needs both classes. Received: {pos} positives, {neg} negatives")
-    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inv]  # average 1-based rank of ties
-    return float((ranks[y == 1].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+    r = ranks(s)
+    return float((r[y == 1].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x`` in ascending order, tied values sharing their average rank
+    (the ranks of AUC's rank statistic and of Spearman's rho).
+
+    Example:
+    >>> ranks(np.array([0.3, 0.1, 0.3]))
+    array([2.5, 1. , 2.5])
+    """
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2.0)[inv]
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:

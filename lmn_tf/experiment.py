@@ -92,15 +92,13 @@ def summarize(results: dict) -> list[dict]:
                 row[k], row[k + "_std"] = _mean_std([r["metrics"][k] for r in runs])
         for ref_name, key in ((first, "relaimpr"), ("din", "relaimpr_vs_din")):
             ref = {r["seed"]: r["metrics"]["auc"] for r in by_row.get(ref_name, [])}
-            paired = [evaluation.rela_impr(r["metrics"]["auc"], ref[r["seed"]])
-                      for r in runs if r["seed"] in ref]
-            if paired and ref_name != name:
-                row[key], row[key + "_std"] = _mean_std(paired)
-            if key == "relaimpr_vs_din" and len(paired) > 1 and ref_name != name:
-                mine = [r["metrics"]["auc"] for r in runs if r["seed"] in ref]
+            pairs = [(r["metrics"]["auc"], ref[r["seed"]]) for r in runs if r["seed"] in ref]
+            if not pairs or ref_name == name:
+                continue
+            row[key], row[key + "_std"] = _mean_std([evaluation.rela_impr(*p) for p in pairs])
+            if key == "relaimpr_vs_din" and len(pairs) > 1:
                 with contextlib.suppress(ValueError):  # equal differences: no p-value
-                    _, row["p_vs_din"] = evaluation.paired_t_test(
-                        mine, [ref[r["seed"]] for r in runs if r["seed"] in ref])
+                    _, row["p_vs_din"] = evaluation.paired_t_test(*zip(*pairs, strict=True))
         for k in ("oracle_auc", "bayes_auc"):
             if k in runs[0]["metrics"]:
                 row[k] = runs[0]["metrics"][k]
@@ -156,12 +154,7 @@ def scaling(rows: list[dict]) -> dict[str, float]:
     and the larger std of those two rows."""
     keys = np.array([r["num_keys"] for r in rows], dtype=np.float64)
     aucs = np.array([r["auc"] for r in rows])
-
-    def ranks(x):
-        _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-        return (np.cumsum(counts) - (counts - 1) / 2.0)[inv]
-
-    rho = float(np.corrcoef(ranks(keys), ranks(aucs))[0, 1])
+    rho = float(np.corrcoef(evaluation.ranks(keys), evaluation.ranks(aucs))[0, 1])
     lo, hi = rows[int(keys.argmin())], rows[int(keys.argmax())]
     return {"spearman": rho, "auc_gain": hi["auc"] - lo["auc"],
             "std": max(hi["auc_std"], lo["auc_std"])}

@@ -149,16 +149,18 @@ class LMN(DIN):
         target item's embedding (B, d) takes the user's place, and fixed history embeddings
         keep their ratings (the frozen stack's rating scale and shift).
         """
+        if self.memory_pairs == "target":  # no user in these queries: nothing to embed for it
+            if self.memory_embeddings == "fixed":
+                stack = self.address_features
+                seq = stack.behaviours(features)  # (B, L, d), the rating in the address
+                item = stack.item(features["item_id"])
+            return seq, item, mask  # (B, L, d), (B, d), (B, L)
         if self.memory_embeddings == "fixed":
             stack = self.address_features
             seq, item = stack.item(features["hist_item_ids"]), stack.item(features["item_id"])
-            if self.memory_pairs == "target":
-                seq = stack.behaviours(features)  # (B, L, d), the rating in the address
             profile = self.address_profile(
                 hash_bucket(features, PROFILE, self.vocab, PROFILE_BUCKETS))  # (B, d)
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
-        if self.memory_pairs == "target":
-            return seq, item, mask  # (B, L, d), (B, d), (B, L)
         if not self.history_query:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_query:
