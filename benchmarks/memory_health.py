@@ -90,6 +90,15 @@ def health(run_dir: str, data: dict, rows: int) -> dict:
     return row
 
 
+def run_data(runs: list[str], eval_limit: int | None = None) -> dict:
+    """``health``'s data: ML-1M (train, eval) arrays per (limit, history) the runs used."""
+    configs = [json.loads((pathlib.Path(r) / "config.json").read_text()) for r in runs]
+    keys = {(c.get("limit"), history_of(c)) for c in configs}
+    return {(limit, history): load_data("ml-1m", limit=limit, eval_limit=eval_limit,
+                                        progress=False, history=history)[:2]
+            for limit, history in keys}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="run directories (ML-1M)")
@@ -97,11 +106,7 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, help="first N eval events (default: all)")
     parser.add_argument("--out", default="benchmarks/results/memory_health.json")
     args = parser.parse_args()
-    configs = [json.loads((pathlib.Path(r) / "config.json").read_text()) for r in args.runs]
-    keys = {(c.get("limit"), history_of(c)) for c in configs}
-    data = {(limit, history): load_data("ml-1m", limit=limit, eval_limit=args.eval_limit,
-                                        progress=False, history=history)[:2]
-            for limit, history in keys}
+    data = run_data(args.runs, args.eval_limit)
     rows = [health(run, data, args.rows) for run in args.runs]
     print(f"{'run':<34} {'AUC':>7} {'warm':>7} {'cold':>7} {'permuted':>8} {'coverage':>9} "
           f"{'entropy':>8} {'top-1%':>7} {'rows updated':>13}")

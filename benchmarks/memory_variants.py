@@ -113,9 +113,7 @@ def main() -> None:
 
     import memory_health  # TensorFlow: only after the training subprocesses
 
-    from lmn_tf.train import load_data
-
-    data = {(None, "rated"): load_data("ml-1m", progress=False)[:2]}
+    data = memory_health.run_data([str(runs / name) for name in names])
     rows = []
     for name in names:
         print(f"== diagnostics: {name}", flush=True)
