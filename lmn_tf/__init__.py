@@ -3,10 +3,13 @@
 Importing ``lmn_tf`` pins ``tf.keras`` to tf-keras (Keras 2): TensorFlow Recommenders and
 Horovod's Keras integration both require it, and the choice is made once per process, the
 first time anything touches ``tf.keras``. So this module sets ``TF_USE_LEGACY_KERAS=1``
-before importing TensorFlow, and refuses to run if Keras 3 already won.
+before TensorFlow is imported, and refuses to run if Keras 3 already won. It imports
+TensorFlow only to check that, when something imported it first: otherwise the variable
+decides, and the ``lmn-tf`` command can quiet TensorFlow's start-up before it loads.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -17,6 +20,8 @@ def _check_legacy_keras() -> None:
             "lmn_tf needs tf-keras: TF_USE_LEGACY_KERAS must be 1 (or unset). "
             f"Received: TF_USE_LEGACY_KERAS={os.environ['TF_USE_LEGACY_KERAS']!r}"
         )
+    if "tensorflow" not in sys.modules:
+        return  # tf.keras is not bound yet: TF_USE_LEGACY_KERAS=1 binds it to tf-keras
     import tensorflow as tf
 
     if not tf.keras.__name__.startswith("tf_keras"):

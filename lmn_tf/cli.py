@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one subcommand. As the command (no ``argv``: the ``lmn-tf`` script, ``python -m
+    lmn_tf``) it first drops TensorFlow's start-up noise from stderr (`lmn_tf.tf_log_filter`,
+    unless TF_CPP_MIN_LOG_LEVEL is set); called from Python, it leaves the caller's stderr alone.
+    """
+    as_command = argv is None
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="lmn-tf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         name, argv = "lmn_tf.capacity", ["experiment capacity", *argv[2:]]
     elif argv[0] == "train" and "--horovod" in argv:
         name = "lmn_tf.distributed.fit"  # the one path that imports Horovod
+    if as_command:  # before the subcommand's module imports TensorFlow
+        from lmn_tf import tf_log_filter
+
+        tf_log_filter.install()
     try:
         module = importlib.import_module(name)
     except ImportError as e:
