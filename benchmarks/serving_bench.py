@@ -6,15 +6,20 @@ client concurrencies) of `lmn-tf serve`, over REST and gRPC, for one or more Sav
 Each --model NAME=BASE_PATH points at a TF-Serving base path (NAME/VERSION/ inside);
 --untrained lmn,din exports those lmn_tf models untrained (same graphs, same latency);
 without either, a small stand-in SavedModel (user_id, hist_item_ids (B, 50), dense inputs) is
-built in a temp dir. Inputs are synthesised from the served signature (ids in [1, 3):
-valid in any vocabulary, never padding).
+built in a temp dir. Inputs are synthesised from the served signature: ids in [1, 3), never
+padding; for the raw-feature ``serving_default`` of an lmn_tf export they are spelled as raw
+values by `Vocabulary.identity` ("1", "2"), which an `--untrained` export's tables hold (a
+trained export maps them to its unknown row: the same graph runs).
 With `din` served, every other model's p50 latency over DIN's is reported per cell
 (`lmn_over_din_p50` in the JSON). `--untrained lmn,din` compares the real models at their
 defaults: the same feature stack, L = 50 and batch; LMN = DIN + the memory (√n = 300, K = 8,
 H = 1, d_v = 32) + its read-out attention. Add `--model lmn_old=BASE` to serve an earlier
 export next to them. The server runs as a separate process; the clients are Python threads
 in this one, so at high concurrency the client side (GIL, JSON) is part of what is measured.
-Prints a table, writes JSON.
+Prints a table, writes JSON. A quick check that it runs (seconds, not a measurement):
+
+    python benchmarks/serving_bench.py --untrained lmn,din --batches 1 --concurrency 1 \
+        --requests 2 --seconds 0.2 --out /tmp/serving_bench.json
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from lmn_tf.serving import ServerProcess, model_metadata_grpc, signature_defs
+from lmn_tf.data.raw import RAW_FEATURES
+from lmn_tf.data.schema import Vocab
+from lmn_tf.data.vocabulary import Vocabulary
+from lmn_tf.serving import ServerProcess, model_metadata_grpc, predict_rest_body, signature_defs
+
+# MovieLens-1M's vocabulary sizes: the untrained exports' (and their identity tables').
+ML1M_VOCAB = Vocab(num_users=6041, num_items=3707, num_genders=3, num_ages=8,
+                   num_occupations=22, num_zips=3440, num_genres=19, num_years=82)
 
 
 def build_stand_in(path: str) -> None:
@@ -67,23 +79,12 @@ def export_untrained(names: list[str], base: str) -> dict[str, str]:
     Latency depends on the graph, not on the weights' values, so this stands in for the
     trained exports when none is at hand.
     """
-    from lmn_tf.data.schema import Vocab
     from lmn_tf.export import export_saved_model
     from lmn_tf.models import build_model
     from lmn_tf.models.testing import zero_features
 
-    vocab = Vocab(
-        num_users=6041,
-        num_items=3707,
-        num_genders=3,
-        num_ages=8,
-        num_occupations=22,
-        num_zips=3440,
-        num_genres=19,
-        num_years=82,
-    )
     for name in names:
-        model = build_model(name, vocab)
+        model = build_model(name, ML1M_VOCAB)
         model(zero_features(2), training=False)  # builds every variable
         export_saved_model(model, base, name)
     return {name: os.path.join(base, name) for name in names}
@@ -108,16 +109,25 @@ def start_server(models: dict[str, str], workdir: str, extra: list[str]) -> Serv
 
 
 def synth(sig, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A batch for signature ``sig``: ids (integer and string inputs) in [1, 3), floats
+    normal. An lmn_tf export's raw-feature ``serving_default`` gets the ids as raw values
+    (`Vocabulary.to_raw`: "1", "2", zips "001", ages and years of those indices)."""
     out = {}
     for name, info in sig.inputs.items():
         shape = [batch if d.size < 0 else d.size for d in info.tensor_shape.dim]
         dtype = tf.dtypes.as_dtype(info.dtype)
-        if dtype.is_integer:
-            out[name] = rng.integers(1, 3, shape).astype(dtype.as_numpy_dtype)
-        elif dtype.is_floating:
+        if dtype.is_floating:
             out[name] = rng.normal(size=shape).astype(dtype.as_numpy_dtype)
         else:
-            out[name] = np.full(shape, b"0", dtype=object)
+            out[name] = rng.integers(1, 3, shape)
+    if set(out) == set(RAW_FEATURES):
+        return Vocabulary.identity(ML1M_VOCAB).to_raw(out)
+    for name, info in sig.inputs.items():  # any other signature: its dtypes, ids as text
+        dtype = tf.dtypes.as_dtype(info.dtype)
+        if dtype == tf.string:
+            out[name] = out[name].astype(str).astype(object)
+        elif not dtype.is_floating:
+            out[name] = out[name].astype(dtype.as_numpy_dtype)
     return out
 
 
@@ -125,7 +135,7 @@ class RestCaller:
     def __init__(self, port: int, name: str, f: dict[str, np.ndarray]):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.path = f"/v1/models/{name}:predict"
-        self.body = json.dumps({"inputs": {k: v.tolist() for k, v in f.items()}}).encode()
+        self.body = json.dumps(predict_rest_body(f)).encode()  # encoded once, sent n times
 
     def __call__(self):
         self.conn.request("POST", self.path, self.body, {"Content-Type": "application/json"})

@@ -14,6 +14,7 @@ from lmn_tf.serving.client import (
     model_status_rest,
     predict_grpc,
     predict_rest,
+    predict_rest_body,
     signature_defs,
 )
 from lmn_tf.serving.errors import ServingError
@@ -28,5 +29,6 @@ __all__ = [
     "model_status_rest",
     "predict_grpc",
     "predict_rest",
+    "predict_rest_body",
     "signature_defs",
 ]

@@ -118,6 +118,18 @@ def _json_tensor(name: str, value: np.ndarray) -> Any:
     return value.tolist()
 
 
+def predict_rest_body(
+    features: Mapping[str, np.ndarray], signature_name: str = DEFAULT_SIGNATURE
+) -> dict:
+    """The JSON body ``predict_rest`` sends: TF-Serving's columnar ``inputs``, strings as
+    text (base64 for non-ASCII bytes and ``*_bytes`` inputs). For callers that send one
+    request many times (``json.dumps(body).encode()`` once)."""
+    return {
+        "signature_name": signature_name,
+        "inputs": {k: _json_tensor(k, np.asarray(v)) for k, v in features.items()},
+    }
+
+
 def predict_rest(
     url: str,
     model_name: str,
@@ -148,10 +160,7 @@ def predict_rest(
         ...              {"user_id": np.array([1], np.int32)})  # doctest: +SKIP
         {'logit': array([...], dtype=float32), 'probability': array([...], dtype=float32)}
     """
-    body = {
-        "signature_name": signature_name,
-        "inputs": {k: _json_tensor(k, np.asarray(v)) for k, v in features.items()},
-    }
+    body = predict_rest_body(features, signature_name)
     answer = _http(_model_url(url, model_name, version, label) + ":predict", body, timeout)
     outputs = answer["outputs"]
     sig = _rest_signature(url, model_name, version, label, signature_name, timeout)
