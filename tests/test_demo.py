@@ -12,7 +12,10 @@ def test_demo_serves_what_the_model_predicts(tmp_path):
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0.0 < summary["auc"] < 1.0
+    # The demo promises a model that learned to rank: on this slice (seed 0, deterministic)
+    # it scored AUC 0.7029 in three runs (TF 2.18.1, 2026-12-06), the same LMN untrained
+    # 0.51-0.57 (seeds 0-2); 0.65 leaves 0.05 for other TensorFlow versions and CPUs.
+    assert summary["auc"] > 0.65, summary
     assert summary["max_abs_diff_served_vs_in_process"] <= 1e-5
     assert summary["export"].endswith("/lmn/1")
     assert (tmp_path / "models" / "lmn" / "1" / "saved_model.pb").exists()
