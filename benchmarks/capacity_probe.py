@@ -45,6 +45,13 @@ p.add_argument("--overlap", action="store_true")
 p.add_argument("--qemb-trainable", action="store_true")
 p.add_argument("--qhid", default="")
 p.add_argument("--emb-std", type=float, default=0)
+p.add_argument("--addr-lr", type=float, default=None,
+               help="Adam learning rate of the layer's query MLPs and keys (default: --lr)")
+p.add_argument("--defaults", action="store_true",
+               help="LMNLayer(num_keys=--sqrt-n) with nothing else set (--layer still applies)")
+p.add_argument("--drift", action="store_true",
+               help="print the share of 2,000 pairs' slots at 50%% / 75%% / 90%% of the epoch "
+               "still read at its end")
 p.add_argument("--json", help="append the result line to this file")
 a = p.parse_args()
 rng = np.random.default_rng(a.seed)
@@ -97,14 +104,10 @@ class M(tf.keras.Model):
         )
         self.mem = None
         if a.model == "lmn":
-            kw = dict(
-                num_keys=a.sqrt_n,
-                top_k=a.top_k,
-                num_heads=a.heads,
-                key_dim=32,
-                query_norm=True,
-                memory_loss_weight=0.0,
-            )
+            kw = dict(num_keys=a.sqrt_n)
+            if not a.defaults:
+                kw.update(top_k=a.top_k, num_heads=a.heads, key_dim=32, query_norm=True,
+                          memory_loss_weight=0.0)
             kw.update(json.loads(a.layer))
             self.mem = lmn_tf.LMNLayer(**kw)
         if a.fixed_emb:
@@ -131,12 +134,23 @@ vals = (
     m.mem.value_variables if m.mem else []  # the pair table trains with Adam, as the rest
 )
 vref = {v.ref() for v in vals}
+addr = [v for v in (m.mem.trainable_variables if m.mem else []) if v.ref() not in vref]
 if a.freeze_addr:
-    vref |= {v.ref() for v in m.mem.trainable_variables}
+    vref |= {v.ref() for v in addr}
+    addr = []
+elif a.addr_lr is not None:
+    vref |= {v.ref() for v in addr}
+else:
+    addr = []
 dense = [v for v in m.trainable_variables if v.ref() not in vref]
 adam = tf.keras.optimizers.legacy.Adam(a.lr)
+addr_adam = tf.keras.optimizers.legacy.Adam(a.addr_lr or a.lr)
 if a.vopt == "adagrad":
     vopt = tf.keras.optimizers.legacy.Adagrad(a.vlr, initial_accumulator_value=a.vacc)
+elif a.vopt == "sparse_adam":
+    from lmn_tf.memory.optimizer import SparseAdam
+
+    vopt = SparseAdam(a.vlr)
 elif a.vopt == "sgd":
     vopt = tf.keras.optimizers.legacy.SGD(a.vlr)
 else:
@@ -148,13 +162,33 @@ def step(g, i, y):
     with tf.GradientTape() as t:
         logits = m((g, i), training=True)
         loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, logits))
-    gr = t.gradient(loss, dense + vals)
+        total = loss + sum(m.losses)  # the memory loss, when alpha > 0
+    gr = t.gradient(total, dense + addr + vals)
     adam.apply_gradients(zip(gr[: len(dense)], dense, strict=True))
+    if addr:
+        addr_adam.apply_gradients(zip(gr[len(dense) : len(dense) + len(addr)], addr, strict=True))
     if vals:
-        vopt.apply_gradients(zip(gr[len(dense) :], vals, strict=True))
+        vopt.apply_gradients(zip(gr[len(dense) + len(addr) :], vals, strict=True))
     return loss
 
 
+
+
+def slots(g, i):
+    qi, qg = (m.qi(i), m.qg(g)) if a.fixed_emb else (m.ie(i), m.ge(g))
+    _, sl = m.mem(qi[:, None], qg, return_slots=True)
+    return sl.numpy()[:, 0].reshape(len(g), -1)
+
+
+def share_kept(before, after):  # per pair: the share of its earlier slots read at the end
+    return float(np.mean([len(set(x) & set(y)) / len(set(x))
+                          for x, y in zip(before, after, strict=True)]))
+
+
+probe = (gte[:2000], ite[:2000])
+total_steps = a.epochs * -(-n_train // a.batch)
+marks = {int(total_steps * f): f for f in (0.5, 0.75, 0.9)} if a.drift and m.mem else {}
+snapshots = {}
 t0 = time.time()
 steps = 0
 for ep in range(a.epochs):
@@ -163,7 +197,11 @@ for ep in range(a.epochs):
         j = perm[s : s + a.batch]
         step(gtr[j], itr[j], ytr[j])
         steps += 1
+        if steps in marks:
+            snapshots[marks[steps]] = slots(*probe)
 tt = time.time() - t0
+drift = {f"kept_from_{int(100 * f)}pct": round(share_kept(sl, slots(*probe)), 3)
+         for f, sl in snapshots.items()}
 pred = np.concatenate(
     [
         m((gte[s : s + 8192], ite[s : s + 8192]), training=False).numpy()
@@ -179,6 +217,7 @@ line = json.dumps(
         "bayes": round(float(bayes), 4),
         "train_s": round(tt, 1),
         "ms_step": round(1000 * tt / steps, 2),
+        **drift,
     }
 )
 print(line)
@@ -187,12 +226,6 @@ if a.json:
         f.write(line + "\n")
 
 if a.overlap and m.mem is not None:
-
-    def slots(g, i):
-        qi, qg = (m.qi(i), m.qg(g)) if a.fixed_emb else (m.ie(i), m.ge(g))
-        _, sl = m.mem(qi[:, None], qg, return_slots=True)
-        return sl.numpy()[:, 0].reshape(len(g), -1)
-
     n = 2000
     g = rng.integers(0, G, n).astype(np.int32)
     i = rng.integers(0, NI, n).astype(np.int32)

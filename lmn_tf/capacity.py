@@ -41,8 +41,9 @@ LMN_HPARAMS = {"history_query": False, "memory_embeddings": "fixed", "query_user
                "num_heads": 4,
                "top_k": 32, "memory_loss_weight": 0.0,
                "memory_options": {"addressing": "fixed", "query_norm": True}}
-TRAIN = {"epochs": 1, "batch_size": 1024, "values_learning_rate": 0.3,
-         "values_initial_accumulator": 1e-6, "checkpoint_every": 0}
+TRAIN = {"epochs": 1, "batch_size": 1024, "values_optimizer": "adagrad",
+         "values_learning_rate": 0.3, "values_initial_accumulator": 1e-6,
+         "addressing_learning_rate": None, "checkpoint_every": 0}
 
 
 def cells(sizes, models, num_keys) -> list[tuple[int, str, str, dict]]:

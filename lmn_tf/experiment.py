@@ -41,10 +41,11 @@ ABLATION = {  # name -> LMN hparams on top of the defaults
     "alpha = 0 (no memory loss)": {"memory_loss_weight": 0.0},
     "alpha = 1": {"memory_loss_weight": 1.0},
 }
+OPTIMIZER_KEYS = ("values_optimizer", "values_learning_rate", "values_initial_accumulator",
+                  "addressing_learning_rate")
 # Sized so that each table finishes in < 90 min on 2 CPU cores (wall times in results/*.md).
 DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval_limit": 50_000,
-            "patience": 0, "values_learning_rate": TRAIN_DEFAULTS["values_learning_rate"],
-            "values_initial_accumulator": TRAIN_DEFAULTS["values_initial_accumulator"]}
+            "patience": 0, **{k: TRAIN_DEFAULTS[k] for k in OPTIMIZER_KEYS}}
 # Table 2 trains LMN six times per seed (up to √n = 1000), so it gets fewer seeds and events.
 TABLE_DEFAULTS = {"table2": {"seeds": 2, "limit": 150_000}}
 
@@ -193,12 +194,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation AUC has not improved for N epochs (`lmn-tf train`)")
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="evaluate on the first N eval events (0: all; default 50,000)")
-    parser.add_argument("--values-learning-rate", type=float, default=None,
-                        help="Adagrad rate of the memory values (and Cross's rows), as "
-                             f"`lmn-tf train`'s; default {TRAIN_DEFAULTS['values_learning_rate']}")
-    parser.add_argument("--values-initial-accumulator", type=float, default=None,
-                        help="their Adagrad starting accumulator; default "
-                             f"{TRAIN_DEFAULTS['values_initial_accumulator']}")
+    parser.add_argument("--values-optimizer", default=None,
+                        help=f"as `lmn-tf train`'s; default {TRAIN_DEFAULTS['values_optimizer']}")
+    for key in OPTIMIZER_KEYS[1:]:
+        parser.add_argument("--" + key.replace("_", "-"), type=float, default=None,
+                            help=f"as `lmn-tf train`'s; default {TRAIN_DEFAULTS[key]}")
     parser.add_argument("--models", nargs="+", help="table1: a subset of the models")
     parser.add_argument("--num-keys", type=int, nargs="+", help="table2: the √n values")
     parser.add_argument("--hparams", default="{}", help="JSON hparams added to every LMN run")
@@ -229,8 +229,7 @@ def run(args: argparse.Namespace) -> int:
                       "epochs": args.epochs, "batch_size": args.batch_size,
                       "limit": args.limit or None, "eval_limit": args.eval_limit or None,
                       "patience": args.patience,
-                      "values_learning_rate": args.values_learning_rate,
-                      "values_initial_accumulator": args.values_initial_accumulator}
+                      **{k: getattr(args, k) for k in OPTIMIZER_KEYS}}
             slug = f"{args.table}-{label}-{seed}".replace(" ", "").replace("√n=", "keys")
             print(f"== {args.table}: {label}, seed {seed}", flush=True)
             tf.keras.backend.clear_session()

@@ -44,14 +44,17 @@ from lmn_tf.models.testing import zero_features
 
 DATASETS = ("ml-1m", "ml-100k", "synthetic")
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,
-            "values_learning_rate": 0.05, "values_initial_accumulator": 0.1, "seed": 0,
+            "values_optimizer": "sparse_adam", "values_learning_rate": 0.03,
+            "values_initial_accumulator": 0.1, "addressing_learning_rate": 1e-4, "seed": 0,
             "checkpoint_every": 200, "history": "rated", "patience": 0, "validation": 0.1}
+VALUES_OPTIMIZERS = ("sparse_adam", "adagrad")
 # Config keys a run directory lets change between runs: none alters the trained model's math.
 RESUMABLE_CHANGES = ("epochs", "eval_limit", "num_eval", "checkpoint_every")
 # Config keys newer than some run directories (their default is what those runs did).
 ADDED_KEYS = ("values_initial_accumulator", "patience", "validation")
-# Config keys whose default changed: a config without the key ran with the old value.
-LEGACY = {"history": "positive"}
+# Config keys whose default changed: a config without the key ran with the old value
+# (addressing_learning_rate None: the memory's queries and keys trained with the dense Adam).
+LEGACY = {"history": "positive", "values_optimizer": "adagrad", "addressing_learning_rate": None}
 
 
 def history_of(config: dict) -> str:
@@ -61,13 +64,15 @@ def history_of(config: dict) -> str:
 
 
 def stored_config(config: dict) -> dict:
-    """A run directory's config.json as today's code reads it: a run from before the
-    feedback-aware sequences (no "history" key) had positive-only histories and models
-    without rating embeddings or statistics."""
-    if "history" in config:
-        return config
-    hparams = {"feedback": False, "statistics": False, **config.get("hparams", {})}
-    return {**config, "history": LEGACY["history"], "hparams": hparams}
+    """A run directory's config.json as today's code reads it: a key it lacks had its
+    ``LEGACY`` value; a run from before the feedback-aware sequences (no "history" key) also
+    had models without rating embeddings or statistics."""
+    before_feedback = "history" not in config
+    config = {**LEGACY, **config}
+    if before_feedback:
+        config["hparams"] = {"feedback": False, "statistics": False,
+                             **config.get("hparams", {})}
+    return config
 
 
 def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = None,
@@ -93,32 +98,56 @@ def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = N
     return train, eval_, vocab
 
 
-def make_optimizer(model, learning_rate: float, values_learning_rate: float,
+def make_optimizer(model, learning_rate: float,
+                   values_learning_rate: float = DEFAULTS["values_learning_rate"], *,
+                   values_optimizer: str = DEFAULTS["values_optimizer"],
+                   addressing_learning_rate: float | None = DEFAULTS["addressing_learning_rate"],
                    values_initial_accumulator: float = DEFAULTS["values_initial_accumulator"]):
-    """Adam for dense variables; Adagrad (sparse updates) for ``model.sparse_variables()``.
+    """The memory's optimizer recipe: three rates for three kinds of variables.
 
-    Adagrad's step is ``lr·g / sqrt(accumulator)`` and the accumulator starts at
-    ``values_initial_accumulator`` (tf-keras' default 0.1). A value row's gradient is tiny
-    (each of a batch's thousands of reads adds ``1/B`` of its share), so with 0.1 the rows
-    barely move; a start far below the squared gradients (e.g. 1e-10) makes the first step
-    of a row about ``lr`` per coordinate, as Adam's would be.
-
-    The split is resolved lazily at the first step, after the model built its variables.
+    ``model.sparse_variables()`` (memory values, Cross's rows) take ``values_optimizer``:
+    ``"sparse_adam"`` (`lmn_tf.memory.SparseAdam`, a step of about ``values_learning_rate``
+    per read row) or ``"adagrad"`` (from ``values_initial_accumulator``; its step shrinks with
+    every read). ``model.addressing_variables()`` (the memory's query MLPs and keys) take
+    Adam at ``addressing_learning_rate`` (None: the dense rate), so the slots a pair reads
+    move slower than its values are written. Everything else takes Adam at
+    ``learning_rate``. The split is resolved lazily at the first step, after the model
+    built its variables. ``benchmarks/capacity_probe.py`` measures why (README).
     """
+    if values_optimizer not in VALUES_OPTIMIZERS:
+        raise ValueError(f"values_optimizer must be one of {VALUES_OPTIMIZERS}. "
+                         f"Received: values_optimizer={values_optimizer!r}")
     adam = tf.keras.optimizers.legacy.Adam(learning_rate)
     if type(model).sparse_variables is RankingModel.sparse_variables:
         return adam
     import tensorflow_recommenders as tfrs
 
-    def dense():
-        sparse = {v.ref() for v in model.sparse_variables()}
-        return [v for v in model.trainable_variables if v.ref() not in sparse]
+    from lmn_tf.memory import SparseAdam
 
-    return tfrs.experimental.optimizers.CompositeOptimizer([
-        (tf.keras.optimizers.legacy.Adagrad(
-            values_learning_rate, initial_accumulator_value=values_initial_accumulator),
-         model.sparse_variables),
-        (adam, dense)])
+    slow = addressing_learning_rate is not None
+
+    def dense():
+        other = {v.ref() for v in model.sparse_variables()}
+        if slow:
+            other |= {v.ref() for v in model.addressing_variables()}
+        return [v for v in model.trainable_variables if v.ref() not in other]
+
+    values = (SparseAdam(values_learning_rate) if values_optimizer == "sparse_adam" else
+              tf.keras.optimizers.legacy.Adagrad(
+                  values_learning_rate, initial_accumulator_value=values_initial_accumulator))
+    parts = [(values, model.sparse_variables)]
+    if slow:
+        parts.append((tf.keras.optimizers.legacy.Adam(addressing_learning_rate),
+                      model.addressing_variables))
+    return tfrs.experimental.optimizers.CompositeOptimizer([*parts, (adam, dense)])
+
+
+def config_optimizer(model, config: dict):
+    """``make_optimizer`` with a run config's rates (`stored_config` fills legacy keys)."""
+    return make_optimizer(model, config["learning_rate"], config["values_learning_rate"],
+                          values_optimizer=config["values_optimizer"],
+                          addressing_learning_rate=config["addressing_learning_rate"],
+                          values_initial_accumulator=config["values_initial_accumulator"])
 
 
 def build_from_config(config: dict):
@@ -332,8 +361,7 @@ def train(config: dict, run_dir: str | pathlib.Path, data=None, verbose: int = 1
 
     tf.keras.utils.set_random_seed(config["seed"])
     model = build_model(config["model"], config["vocab"], **config.get("hparams", {}))
-    optimizer = make_optimizer(model, config["learning_rate"], config["values_learning_rate"],
-                               config["values_initial_accumulator"])
+    optimizer = config_optimizer(model, config)
     model.compile(optimizer=optimizer)
     ckpt = run_checkpoint(model, optimizer)
     warm_users = np.unique(train_arrays["user_id"])  # the whole training window's users
@@ -397,13 +425,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     parser.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
-    parser.add_argument("--values-learning-rate", type=float,
-                        default=DEFAULTS["values_learning_rate"],
-                        help="Adagrad learning rate of the LMN memory values")
-    parser.add_argument("--values-initial-accumulator", type=float,
-                        default=DEFAULTS["values_initial_accumulator"],
-                        help="Adagrad's starting accumulator for the values (see "
-                             "make_optimizer; 1e-10 lets the values learn at about lr/step)")
+    add_optimizer_arguments(parser)
     parser.add_argument("--patience", type=int, default=DEFAULTS["patience"],
                         help="train until validation AUC has not improved for this many "
                              "epochs (--epochs is then the most), restore the best epoch and "
@@ -461,13 +483,31 @@ def hparams_from_args(args: argparse.Namespace) -> dict:
     return hparams
 
 
+def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The memory's optimizer flags (`make_optimizer`), shared by train and experiment."""
+    parser.add_argument("--values-optimizer", choices=VALUES_OPTIMIZERS,
+                        default=DEFAULTS["values_optimizer"],
+                        help="optimizer of the memory values (and Cross's rows)")
+    parser.add_argument("--values-learning-rate", type=float,
+                        default=DEFAULTS["values_learning_rate"],
+                        help="learning rate of the memory values")
+    parser.add_argument("--values-initial-accumulator", type=float,
+                        default=DEFAULTS["values_initial_accumulator"],
+                        help="with --values-optimizer adagrad: its starting accumulator")
+    parser.add_argument("--addressing-learning-rate", type=float,
+                        default=DEFAULTS["addressing_learning_rate"],
+                        help="Adam rate of the memory's query MLPs and keys")
+
+
 def config_from_args(args: argparse.Namespace) -> dict:
     """The ``train`` config of parsed ``lmn-tf train`` arguments."""
     return {"model": args.model, "dataset": args.dataset, "hparams": hparams_from_args(args),
             "epochs": args.epochs, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
+            "values_optimizer": args.values_optimizer,
             "values_learning_rate": args.values_learning_rate,
-            "values_initial_accumulator": args.values_initial_accumulator, "seed": args.seed,
+            "values_initial_accumulator": args.values_initial_accumulator,
+            "addressing_learning_rate": args.addressing_learning_rate, "seed": args.seed,
             "limit": args.limit, "eval_limit": args.eval_limit,
             "checkpoint_every": args.checkpoint_every, "history": args.history,
             "patience": args.patience, "validation": args.validation}

@@ -144,7 +144,11 @@ def test_experiment_defaults_per_table(argv, expected):
 
 def test_configs_from_before_the_feature_stack_read_as_their_old_setting():
     old = {"model": "din", "dataset": "ml-1m", "hparams": {"dropout": 0.1}}
-    assert train.stored_config(old) == {**old, "history": "positive", "hparams": {
+    adagrad = {"values_optimizer": "adagrad", "addressing_learning_rate": None}
+    assert train.stored_config(old) == {**old, **adagrad, "history": "positive", "hparams": {
         "feedback": False, "statistics": False, "dropout": 0.1}}
-    new = {**old, "history": "rated"}
-    assert train.stored_config(new) is new
+    # Before the memory's optimizer recipe: Adagrad values, addressing at the dense rate.
+    rated = {**old, "history": "rated"}
+    assert train.stored_config(rated) == {**rated, **adagrad}
+    new = {**rated, "values_optimizer": "sparse_adam", "addressing_learning_rate": 1e-4}
+    assert train.stored_config(new) == new

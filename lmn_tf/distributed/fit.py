@@ -101,9 +101,7 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
     model = build_model(config["model"], config["vocab"], value_store=training.value_store(),
                         **config["hparams"])
     model(zero_features(1), training=False)  # shards exist before anything is broadcast
-    model.compile(optimizer=single.make_optimizer(
-        model, config["learning_rate"], config["values_learning_rate"],
-        config["values_initial_accumulator"]))
+    model.compile(optimizer=single.config_optimizer(model, config))
     training.distribute(model)  # Horovod tape: dense gradients averaged, shards kept local
     twin = build_model(config["model"], config["vocab"], value_store=LocalValues(),
                        **config["hparams"])

@@ -1,4 +1,5 @@
-"""The memory block: LMNLayer, its product-key scoring, value stores and usage diagnostics."""
+"""The memory block: LMNLayer, its product-key scoring, value stores, the values' optimizer and
+usage diagnostics."""
 
 from lmn_tf.memory.diagnostics import (
     SlotCoverage,
@@ -7,6 +8,7 @@ from lmn_tf.memory.diagnostics import (
     slot_usage_metrics,
 )
 from lmn_tf.memory.layer import LMNLayer
+from lmn_tf.memory.optimizer import SparseAdam
 from lmn_tf.memory.values import LocalValues, ValueStore
 
 __all__ = [
@@ -14,6 +16,7 @@ __all__ = [
     "LocalValues",
     "SlotCoverage",
     "SlotUsageEntropy",
+    "SparseAdam",
     "TopSlotShare",
     "ValueStore",
     "slot_usage_metrics",

@@ -190,6 +190,12 @@ class LMNLayer(tf.keras.layers.Layer):
         """The value store's trainable variables (empty until built): for a sparse optimizer."""
         return list(getattr(self, "_value_variables", []))
 
+    @property
+    def addressing_variables(self) -> list[tf.Variable]:
+        """The trainable query MLPs and keys (empty until built): for a slow optimizer."""
+        values = {id(v) for v in self.value_variables}
+        return [v for v in self.trainable_variables if id(v) not in values]
+
     def _mlp(self, hidden: Sequence[int], out: int, name: str) -> tf.keras.Sequential:
         dense = [tf.keras.layers.Dense(u, self.activation, name=f"{name}_{i}",
                                        kernel_initializer=_fresh(self.kernel_initializer))

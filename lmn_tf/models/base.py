@@ -100,6 +100,10 @@ class RankingModel(tfrs.models.Model):
         """Variables for the sparse optimizer (LMN's memory values); the rest get Adam."""
         return []
 
+    def addressing_variables(self) -> list[tf.Variable]:
+        """Variables for the slow Adam (LMN's memory queries and keys; see make_optimizer)."""
+        return []
+
     def make_tape(self) -> tf.GradientTape:
         """The tape of one training step; set ``tape_fn`` to wrap it (Horovod)."""
         tape = tf.GradientTape()

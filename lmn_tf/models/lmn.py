@@ -28,7 +28,9 @@ How the ranking model consumes the memory (the paper leaves it open; decided her
 8. The result is concatenated to DIN's input (user, target, DIN's attention over the raw
    sequence), so LMN = DIN + memory features; the memory loss ``alpha·SmoothL1(M_O, M_Q)`` is added
    by the layer (``memory_loss_weight`` = alpha; ``stop_gradient`` picks which side it moves).
-Memory values are trained by a sparse optimizer (``sparse_variables``); everything else by Adam.
+Memory values are trained by a sparse optimizer (``sparse_variables``), the memory's queries
+and keys by a slow Adam (``addressing_variables``), everything else by Adam
+(``lmn_tf.train.make_optimizer``).
 """
 
 from __future__ import annotations
@@ -189,4 +191,7 @@ class LMN(DIN):
         return [interest, *(self.readout_dropout(o, training=training) for o in out)]
 
     def sparse_variables(self) -> list[tf.Variable]:
-        return list(getattr(self.memory, "value_variables", None) or [])
+        return self.memory.value_variables
+
+    def addressing_variables(self) -> list[tf.Variable]:
+        return self.memory.addressing_variables

@@ -10,6 +10,7 @@ import tensorflow_recommenders as tfrs
 
 import lmn_tf.memory.diagnostics
 import lmn_tf.memory.layer
+import lmn_tf.memory.optimizer
 import lmn_tf.memory.scoring
 from lmn_tf.memory import LMNLayer, ValueStore
 
@@ -375,7 +376,7 @@ def test_saved_model_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("module", [lmn_tf.memory.layer, lmn_tf.memory.scoring,
-                                    lmn_tf.memory.diagnostics])
+                                    lmn_tf.memory.diagnostics, lmn_tf.memory.optimizer])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, extraglobs={"tf": tf}, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

@@ -7,6 +7,7 @@ import tensorflow as tf
 from lmn_tf import data as lmn_data
 from lmn_tf import evaluation
 from lmn_tf.data import schema, synthetic
+from lmn_tf.memory import SparseAdam
 from lmn_tf.models import MODELS, build_model
 from lmn_tf.models.testing import random_features, zero_features
 from lmn_tf.train import make_optimizer
@@ -118,16 +119,20 @@ def test_lmn_rejects_unknown_readout():
         _model("lmn", schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10), readout="max")
 
 
-def test_lmn_values_get_sparse_adagrad_and_only_read_rows_move():
+def test_lmn_values_get_sparse_adam_addressing_a_slow_adam_and_only_read_rows_move():
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = _model("lmn", vocab, num_keys=16)
     model(zero_features(1))
     (values,) = model.sparse_variables()
     assert values is model.memory.value_variables[0] and values.shape == (256, 8)
-    optimizer = make_optimizer(model, 1e-3, 0.1)
-    adagrad, adam = optimizer.optimizers
-    assert isinstance(adagrad, tf.keras.optimizers.legacy.Adagrad)
-    assert isinstance(adam, tf.keras.optimizers.legacy.Adam)
+    addressing = {v.ref() for v in model.addressing_variables()}
+    assert {model.memory.row_keys.ref(), model.memory.col_keys.ref()} <= addressing
+    assert values.ref() not in addressing
+    optimizer = make_optimizer(model, 1e-3, 0.1, addressing_learning_rate=1e-4)
+    sparse_adam, slow, adam = optimizer.optimizers
+    assert isinstance(sparse_adam, SparseAdam) and sparse_adam.learning_rate == 0.1
+    assert type(slow) is tf.keras.optimizers.legacy.Adam and slow.learning_rate == 1e-4
+    assert type(adam) is tf.keras.optimizers.legacy.Adam and adam.learning_rate == 1e-3
     model.compile(optimizer=optimizer)
     f = random_features(vocab, 2)
     before = values.numpy().copy()
@@ -147,7 +152,8 @@ def test_values_initial_accumulator_reaches_adagrad(start):
     model = _model("lmn", vocab, num_keys=16)
     model(zero_features(1))
     (values,) = model.sparse_variables()
-    optimizer = make_optimizer(model, 1e-3, 0.1, values_initial_accumulator=start)
+    optimizer = make_optimizer(model, 1e-3, 0.1, values_optimizer="adagrad",
+                               values_initial_accumulator=start)
     model.compile(optimizer=optimizer)
     before = values.numpy().copy()
     # 16 rows: with 2, a row read by one item alone gets a gradient near lr's scale.
@@ -215,7 +221,8 @@ def test_lmn_target_only_queries_with_frozen_address_embeddings():
     assert items.shape[1] == 1 and mask.shape == (4, 1)
     assert user.shape[1] == model.embedding_dim  # the profile combination only
     np.testing.assert_allclose(items[:, 0], model.address_features.item(f["item_id"]))
-    model.compile(optimizer=make_optimizer(model, 1e-2, 0.3, 1e-6))
+    model.compile(optimizer=make_optimizer(model, 1e-2, 0.3, values_optimizer="adagrad",
+                                           values_initial_accumulator=1e-6))
     frozen = [w.numpy() for w in model.address_features.weights]
     model.train_on_batch(f)
     for before, w in zip(frozen, model.address_features.weights, strict=True):
