@@ -52,6 +52,8 @@ p.add_argument("--defaults", action="store_true",
 p.add_argument("--drift", action="store_true",
                help="print the share of 2,000 pairs' slots at 50%% / 75%% / 90%% of the epoch "
                "still read at its end")
+p.add_argument("--input-norm", action="store_true",
+               help="the memory's inputs scaled to unit RMS per example (each input alone)")
 p.add_argument("--json", help="append the result line to this file")
 a = p.parse_args()
 rng = np.random.default_rng(a.seed)
@@ -116,12 +118,19 @@ class M(tf.keras.Model):
         if a.model == "pair":
             self.pe = tf.keras.layers.Embedding(G * NI, 8)
 
+    def memory_inputs(self, g, i):
+        qi, qg = (self.qi(i), self.qg(g)) if a.fixed_emb else (self.ie(i), self.ge(g))
+        if a.input_norm:
+            qi, qg = (x * tf.math.rsqrt(tf.reduce_mean(x**2, -1, keepdims=True) + 1e-6)
+                      for x in (qi, qg))
+        return qi, qg
+
     def call(self, x, training=False):
         g, i = x
         ge, ie = self.ge(g), self.ie(i)
         h = [ge, ie]
         if self.mem is not None:
-            qi, qg = (self.qi(i), self.qg(g)) if a.fixed_emb else (ie, ge)
+            qi, qg = self.memory_inputs(g, i)
             h.append(self.mem(qi[:, None], qg, training=training)[:, 0])
         if a.model == "pair":
             h.append(self.pe(g * NI + i))
@@ -175,7 +184,7 @@ def step(g, i, y):
 
 
 def slots(g, i):
-    qi, qg = (m.qi(i), m.qg(g)) if a.fixed_emb else (m.ie(i), m.ge(g))
+    qi, qg = m.memory_inputs(g, i)
     _, sl = m.mem(qi[:, None], qg, return_slots=True)
     return sl.numpy()[:, 0].reshape(len(g), -1)
 

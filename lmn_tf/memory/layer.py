@@ -42,20 +42,25 @@ class LMNLayer(tf.keras.layers.Layer):
 
     Ties between equal scores go to the lower slot id, identically in both scoring modes
     (see ``lmn_tf.memory.scoring``). Selection has no gradient; the K winners' scores are
-    recomputed from their gathered keys, so the backward pass does not grow with √n. Values
-    are read only through ``value_store.lookup``, so their gradient is a
-    ``tf.IndexedSlices``: train ``value_variables`` with a sparse
-    optimizer (e.g. ``tf.keras.optimizers.legacy.Adagrad``) and the rest with Adam, e.g. via
-    ``tfrs.experimental.optimizers.CompositeOptimizer``; a dense optimizer such as Adam on
-    the values makes every step cost O(n). Recipe (see tests/memory/test_memory_layer.py)::
+    recomputed from their gathered keys, so the backward pass does not grow with √n.
 
-        def dense():  # called at apply time, after the layer is built
-            values = {v.ref() for v in layer.value_variables}
-            return [v for v in model.trainable_variables if v.ref() not in values]
+    Train it with three rates. Values are read only through ``value_store.lookup``, so their
+    gradient is a ``tf.IndexedSlices``: give ``value_variables`` ``SparseAdam`` (a step only
+    for the rows read; a dense optimizer makes every step cost O(n)) at a high rate, so a
+    value is written within a few reads; give ``addressing_variables`` (query MLPs, keys) a
+    slow Adam, so the slots an input reads move slower than its values are written; and the
+    rest of the model its usual optimizer. With one rate for all, the addresses drift while
+    the values are written and the memory stores little (README, "Does the memory
+    memorise?"). Recipe (``lmn_tf.train.make_optimizer`` does this for the ranking models)::
+
+        def rest():  # called at apply time, after the layer is built
+            memory = {v.ref() for v in layer.trainable_variables}
+            return [v for v in model.trainable_variables if v.ref() not in memory]
 
         tfrs.experimental.optimizers.CompositeOptimizer([
-            (tf.keras.optimizers.legacy.Adagrad(0.1), lambda: layer.value_variables),
-            (tf.keras.optimizers.legacy.Adam(1e-3), dense)])
+            (lmn_tf.memory.SparseAdam(0.03), lambda: layer.value_variables),
+            (tf.keras.optimizers.legacy.Adam(1e-4), lambda: layer.addressing_variables),
+            (tf.keras.optimizers.legacy.Adam(1e-3), rest)])
 
     Args:
       num_keys: keys per axis, √n; the memory has ``num_keys**2`` slots.
@@ -76,19 +81,15 @@ class LMNLayer(tf.keras.layers.Layer):
       value_store: where value rows live; default ``LocalValues()``. One store per layer.
       query_norm: standardise each row/column query dimension over the batch's unmasked
         items (PKM's query BatchNorm, without affine, padding left out; moving averages
-        when not training), so queries spread over the keys instead of collapsing.
+        when not training), so queries spread over the keys instead of collapsing as their
+        inputs grow.
       trainable_keys: False keeps the row and column keys at their random initial values
         (a learned hash: only the queries and the values learn), so no key can grow into a
         hub that wins every query.
       addressing: ``"learned"`` (paper: queries and keys learn end to end) or ``"fixed"``:
-        the query MLPs and the keys keep their random initial values and no gradient
-        reaches ``items`` or ``user`` through the memory, so which slots an input reads
-        never changes and only the values learn (a random locality-sensitive hash into
-        the n slots). A slot's value is only useful if the inputs that wrote it read it
-        again: learned addresses drift while the values are being written, which is why
-        the layer barely memorises with them (``benchmarks/capacity_probe.py``). An address
-        is only as stable as its inputs, so feed inputs that do not drift either (e.g.
-        frozen random embeddings of the ids, as ``LMN(memory_embeddings="fixed")`` does).
+        the query MLPs and keys keep their random initial values and no gradient reaches
+        ``items`` or ``user`` through the memory, so only the values learn (a random
+        locality-sensitive hash of the inputs into the n slots).
       kernel_initializer: initializer of the MLP kernels.
       key_initializer: default uniform(±key_dim**-0.5), as in PKM.
       value_initializer: default normal(0, value_dim**-0.5), as in PKM.
@@ -128,12 +129,12 @@ class LMNLayer(tf.keras.layers.Layer):
     (TensorShape([16, 16]), 1)
     """
 
-    def __init__(self, num_keys: int, top_k: int = 32, num_heads: int = 1, key_dim: int = 32,
+    def __init__(self, num_keys: int, top_k: int = 32, num_heads: int = 4, key_dim: int = 32,
                  value_dim: int | None = None, query_hidden_units: Sequence[int] = (),
                  head_hidden_units: Sequence[int] = (), activation: str = "relu",
-                 memory_loss_weight: float = 1.0, memory_loss_stop_gradient: str = "none",
+                 memory_loss_weight: float = 0.1, memory_loss_stop_gradient: str = "none",
                  scoring: str = "two_stage", value_store: ValueStore | None = None,
-                 query_norm: bool = False, trainable_keys: bool = True,
+                 query_norm: bool = True, trainable_keys: bool = True,
                  addressing: str = "learned", kernel_initializer="glorot_uniform",
                  key_initializer=None, value_initializer=None, **kwargs):
         super().__init__(**kwargs)
@@ -255,7 +256,7 @@ class LMNLayer(tf.keras.layers.Layer):
             mean.assign(momentum * mean + (1 - momentum) * tf.stop_gradient(m))
             variance.assign(momentum * variance + (1 - momentum) * tf.stop_gradient(v))
         else:
-            m, v = tf.convert_to_tensor(mean), tf.convert_to_tensor(variance)
+            m, v = tf.cast(mean, tf.float32), tf.cast(variance, tf.float32)
         return tf.cast((q32 - m) * tf.math.rsqrt(v + epsilon), q.dtype)
 
     def _winner_scores(self, q: tf.Tensor, keys: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
@@ -351,7 +352,9 @@ class LMNLayer(tf.keras.layers.Layer):
             m_q = layer(m_q)
         w, b = tf.cast(last.kernel, tf.float32), tf.cast(last.bias, tf.float32)  # (d_in, H·d_k)
         if self.query_norm:  # _normalize's inference branch is affine: fold it into W and b
-            mean, variance = (self.query_moments[f"{axis}_{s}"] for s in ("mean", "variance"))
+            # float32 reads: under mixed precision the layer's variables read as float16.
+            mean, variance = (tf.cast(self.query_moments[f"{axis}_{s}"], tf.float32)
+                              for s in ("mean", "variance"))
             scale = tf.math.rsqrt(variance + _EPSILON)
             w, b = w * scale, (b - mean) * scale
         q = tf.nn.bias_add(tf.matmul(tf.cast(m_q, tf.float32), w), b)  # (B·L, H·d_k)

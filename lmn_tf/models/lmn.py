@@ -131,10 +131,13 @@ class LMN(DIN):
             # who share all but one field would otherwise query almost alike.
             self.address_profile = tf.keras.layers.Embedding(
                 PROFILE_BUCKETS, self.embedding_dim, trainable=False, name="address_profile")
+        # The ranking model's measured design (results/full_features) reads un-normalised
+        # queries: it keeps them, and its saved runs their weights, whatever the layer's default.
+        options = {"query_norm": False, **(memory_options or {})}
         self.memory = LMNLayer(num_keys=num_keys, top_k=top_k, num_heads=num_heads,
                                memory_loss_weight=memory_loss_weight, value_dim=value_dim,
                                memory_loss_stop_gradient=stop_gradient, value_store=value_store,
-                               **(memory_options or {}), name="memory")
+                               **options, name="memory")
         if readout == "attended" and history_query:
             self.memory_attention = TargetAttention(attention_units, name="memory_attention")
             if not target_query:
