@@ -24,32 +24,33 @@ import subprocess
 import sys
 import time
 
+from lmn_tf.models.lmn import PRESETS
+
 FAST_VALUES = ["--values-learning-rate", "0.3", "--values-initial-accumulator", "1e-6"]
-FIXED = {"memory_embeddings": "fixed", "memory_loss_weight": 0.0,
-         "memory_options": {"addressing": "fixed", "query_norm": True}}
-CROSS = {"history_query": False, "num_heads": 4, "top_k": 32, **FIXED}
-PAIRS = {"memory_pairs": "target", "target_query": False, **FIXED}
+PROFILE_ITEM = PRESETS["capacity"]  # a target-only store at fixed addresses
+# The presets less one key (its default then), as these runs' configs hold them.
+USER_ITEM = {k: v for k, v in PROFILE_ITEM.items() if k != "query_user_id"}  # with the id
+PAIRS = {k: v for k, v in PRESETS["item_pairs"].items() if k != "readout"}  # attended
 # name -> (what it tests, lmn-tf train arguments)
 VARIANTS = {
     "din": ("DIN, the reference", ["--model", "din"]),
     "lmn": ("LMN, the paper's design (the defaults up to this table)", ["--model", "lmn"]),
     "spread": ("LMN, values that learn, reads spread (query_norm, fixed random keys)",
                ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(
-                   {"memory_options": {"query_norm": True, "trainable_keys": False}})]),
+                   {"query_norm": True, "addressing": "fixed_keys"})]),
     "user-item": ("target-only cross store: (user id + profile, item) at fixed addresses",
-                  ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(CROSS)]),
+                  ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(USER_ITEM)]),
     "profile-item": ("target-only cross store: (profile, item) at fixed addresses",
-                     ["--model", "lmn", *FAST_VALUES, "--hparams",
-                      json.dumps({**CROSS, "query_user_id": False})]),
+                     ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(PROFILE_ITEM)]),
     "item-item": ("item x item store: (history item, rating, target) at fixed addresses, "
                   "read-outs attended by the target",
                   ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(PAIRS)]),
     "item-item-pooled": ("the item x item store, read-outs pooled into the MLP only",
                          ["--model", "lmn", *FAST_VALUES, "--hparams",
-                          json.dumps({**PAIRS, "readout": "pooled"})]),
+                          json.dumps(PRESETS["item_pairs"])]),
     "item-item-pooled-dropout": ("the pooled item x item store, dropout 0.3 on the read-outs",
                                  ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(
-                                     {**PAIRS, "readout": "pooled", "readout_dropout": 0.3})]),
+                                     {**PRESETS["item_pairs"], "readout_dropout": 0.3})]),
     "cross": ("Base + an explicit hashed profile x item embedding (no memory)",
               ["--model", "cross"]),
 }
@@ -111,7 +112,7 @@ def main() -> None:
         argv = [sys.executable, "-m", "lmn_tf", *command(name, runs / name)[1:], "--quiet"]
         subprocess.run(argv, check=True)
 
-    import memory_health  # TensorFlow: only after the training subprocesses
+    import memory_health  # the data and the models: only after the training subprocesses
 
     data = memory_health.run_data([str(runs / name) for name in names])
     rows = []

@@ -3,7 +3,7 @@
     python benchmarks/model_throughput.py                      # DIN and LMN, batch 1024
     python benchmarks/model_throughput.py --models base din lmn --steps 50 --rounds 1
     python benchmarks/model_throughput.py --models lmn --num-keys 100 1000 \
-        --hparams '{"history_query": false, ...}'     # one LMN row per √n, same batches
+        --hparams '{"queries": "target", ...}'        # one LMN row per √n, same batches
 
 Each model trains on the latest ML-1M training events with the optimizer `lmn-tf train`
 uses (`train.make_optimizer`, `train.DEFAULTS`), through `model.fit` on the same batches

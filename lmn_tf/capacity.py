@@ -7,13 +7,14 @@ and the mean train-step time. Rows: Base, DIN, Cross (an explicit hashed profile
 embedding: the reference a memory should approach) and LMN at each √n with the memorisation
 settings below. Writes ``results/capacity.md``, ``.json`` and ``.png``, updated after each run.
 
-Why these LMN settings (each measured, see ``results/capacity.md``): the target item queries
-the memory with the user (``history_query=False``: the pair is what is memorised); the memory
-is addressed with its own frozen random embeddings and fixed queries and keys
-(``memory_embeddings="fixed"``, ``addressing="fixed"``), so a pair reads the same slots for
-the whole run; ``query_norm`` spreads the queries over the keys; no memory loss (alpha = 0:
-M_Q is a random projection there, not a target worth storing); the values learn fast
-(Adagrad 0.3 from an accumulator of 1e-6).
+Why these LMN settings (``lmn_tf.models.lmn.PRESETS["capacity"]``; each measured, see
+``results/capacity.md``): the target item queries the memory with the user
+(``queries="target"``: the pair is what is memorised); the memory is addressed with its own
+frozen random embeddings and fixed queries and keys (``memory_embeddings="fixed"``,
+``addressing="fixed"``), so a pair reads the same slots for the whole run; ``query_norm``
+spreads the queries over the keys; no memory loss (alpha = 0: M_Q is a random projection
+there, not a target worth storing); the values learn fast (Adagrad 0.3 from an accumulator
+of 1e-6).
 
 Example:
     lmn-tf experiment capacity --sizes 10000 --models base lmn --num-keys 100
@@ -31,16 +32,13 @@ import tensorflow as tf
 
 from lmn_tf.data import synthetic
 from lmn_tf.experiment import code_version
+from lmn_tf.models.lmn import PRESETS
 from lmn_tf.train import train
 
 # pairs -> (groups, items, exposures): 20 exposures, fewer at 10^6 to fit the hour.
 SIZES = {10_000: (100, 100, 20), 100_000: (100, 1000, 20), 1_000_000: (1000, 1000, 5)}
 MODELS = ("base", "din", "cross", "lmn")
 NUM_KEYS = (100, 316, 1000)
-LMN_HPARAMS = {"history_query": False, "memory_embeddings": "fixed", "query_user_id": False,
-               "num_heads": 4,
-               "top_k": 32, "memory_loss_weight": 0.0,
-               "memory_options": {"addressing": "fixed", "query_norm": True}}
 TRAIN = {"epochs": 1, "batch_size": 1024, "values_optimizer": "adagrad",
          "values_learning_rate": 0.3, "values_initial_accumulator": 1e-6,
          "addressing_learning_rate": None, "checkpoint_every": 0}
@@ -55,7 +53,7 @@ def cells(sizes, models, num_keys) -> list[tuple[int, str, str, dict]]:
                 hp = {"cross_buckets": 4 * pairs} if model == "cross" else {}
                 out.append((pairs, model, model, hp))
                 continue
-            out += [(pairs, f"lmn √n={k}", "lmn", {**LMN_HPARAMS, "num_keys": k})
+            out += [(pairs, f"lmn √n={k}", "lmn", {**PRESETS["capacity"], "num_keys": k})
                     for k in num_keys]
     return out
 

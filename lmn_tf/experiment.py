@@ -2,7 +2,7 @@
 
 - table1: every model x ``--seeds`` seeds; AUC and LogLoss mean ± std, RelaImpr vs Base.
 - table2: LMN for √n ∈ {50, 100, 200, 300, 500, 1000} (2 seeds, 150k events by default).
-- ablation: LMN's open design choices (read-out consumption, target query, stop-gradient, alpha).
+- ablation: LMN's open design choices (read-out consumption, queries, stop-gradient, alpha).
 
 Each writes ``results/<table>[_<dataset>].md`` and ``.json`` (every run's config and metrics,
 the settings and the wall time), updated after every run. On synthetic data the tables also
@@ -36,8 +36,8 @@ TABLE2_KEYS = (50, 100, 200, 300, 500, 1000)
 ABLATION = {  # name -> LMN hparams on top of the defaults
     "attended + target query (default)": {},
     "pooled read-outs": {"readout": "pooled"},
-    "no target query": {"target_query": False},
-    "stop-gradient on M_Q": {"stop_gradient": "query"},
+    "no target query": {"queries": "history"},
+    "stop-gradient on M_Q": {"memory_loss_stop_gradient": "query"},
     "alpha = 0 (no memory loss)": {"memory_loss_weight": 0.0},
     "alpha = 1": {"memory_loss_weight": 1.0},
 }

@@ -40,6 +40,7 @@ from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
 from lmn_tf.models import MODELS, build_model
 from lmn_tf.models.base import RankingModel
+from lmn_tf.models.lmn import QUERIES, legacy_hparams
 from lmn_tf.models.testing import zero_features
 
 DATASETS = ("ml-1m", "ml-100k", "synthetic")
@@ -66,12 +67,15 @@ def history_of(config: dict) -> str:
 def stored_config(config: dict) -> dict:
     """A run directory's config.json as today's code reads it: a key it lacks had its
     ``LEGACY`` value; a run from before the feedback-aware sequences (no "history" key) also
-    had models without rating embeddings or statistics."""
+    had models without rating embeddings or statistics; LMN's hparams in older names are
+    renamed (`lmn_tf.models.lmn.legacy_hparams`)."""
     before_feedback = "history" not in config
     config = {**LEGACY, **config}
     if before_feedback:
         config["hparams"] = {"feedback": False, "statistics": False,
                              **config.get("hparams", {})}
+    if config.get("model") == "lmn":
+        config["hparams"] = legacy_hparams(config.get("hparams", {}))
     return config
 
 
@@ -455,9 +459,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-heads", type=int)
     group.add_argument("--memory-loss-weight", type=float, help="alpha")
     group.add_argument("--readout", choices=("attended", "pooled"))
-    group.add_argument("--no-target-query", action="store_true",
-                       help="the target item does not query the memory")
-    group.add_argument("--stop-gradient", choices=("none", "query", "readout"))
+    group.add_argument("--queries", choices=QUERIES,
+                       help="who queries the memory (lmn_tf.models.lmn)")
+    group.add_argument("--memory-loss-stop-gradient", choices=("none", "query", "readout"))
     parser.add_argument("--hparams", default="{}",
                         help='more model constructor arguments as JSON: \'{"dropout": 0.1}\'')
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -475,11 +479,9 @@ def hparams_from_args(args: argparse.Namespace) -> dict:
         hparams["statistics"] = False
     if args.model == "lmn":
         for flag in ("num_keys", "top_k", "num_heads", "memory_loss_weight", "readout",
-                     "stop_gradient"):
+                     "queries", "memory_loss_stop_gradient"):
             if getattr(args, flag) is not None:
                 hparams[flag] = getattr(args, flag)
-        if args.no_target_query:
-            hparams["target_query"] = False
     return hparams
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from lmn_tf import cli, experiment, train
 from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
 from lmn_tf.evaluation import predict
+from lmn_tf.models.lmn import PRESETS, legacy_hparams
 from lmn_tf.models.testing import random_arrays
 
 TINY_LMN = ('{"embedding_dim": 8, "hidden_units": [16], "attention_units": [8], '
@@ -152,3 +154,89 @@ def test_configs_from_before_the_feature_stack_read_as_their_old_setting():
     assert train.stored_config(rated) == {**rated, **adagrad}
     new = {**rated, "values_optimizer": "sparse_adam", "addressing_learning_rate": 1e-4}
     assert train.stored_config(new) == new
+
+
+# LMN hparams in the names of older code -> today's (lmn_tf.models.lmn.legacy_hparams).
+OLD_FIXED = {"memory_embeddings": "fixed", "memory_loss_weight": 0.0,
+             "memory_options": {"addressing": "fixed", "query_norm": True}}
+LEGACY_LMN = [
+    ({"target_query": False}, {"queries": "history"}),
+    ({"history_query": False}, {"queries": "target"}),
+    ({"history_query": True, "target_query": True, "memory_pairs": "user"},
+     {"queries": "history_and_target"}),
+    ({"memory_pairs": "target", "target_query": False}, {"queries": "item_pairs"}),
+    ({"stop_gradient": "query"}, {"memory_loss_stop_gradient": "query"}),
+    ({"memory_options": {"query_norm": True}}, {"query_norm": True}),
+    ({"memory_options": {"query_norm": True, "trainable_keys": False}},
+     {"query_norm": True, "addressing": "fixed_keys"}),
+    ({"memory_options": {"addressing": "fixed", "trainable_keys": False}},
+     {"addressing": "fixed"}),
+    ({"memory_options": {"trainable_keys": True}}, {}),
+    ({"history_query": False, "memory_embeddings": "fixed", "query_user_id": False,  # capacity
+      "num_heads": 4, "top_k": 32, "memory_loss_weight": 0.0,
+      "memory_options": {"addressing": "fixed", "query_norm": True}}, PRESETS["capacity"]),
+    ({"memory_pairs": "target", "target_query": False, "readout": "pooled", **OLD_FIXED},
+     PRESETS["item_pairs"]),
+]
+
+
+@pytest.mark.parametrize("old, new", LEGACY_LMN)
+def test_lmn_hparams_of_older_code_read_in_todays_names(old, new):
+    assert legacy_hparams({"num_keys": 6, **old}) == {"num_keys": 6, **new}
+    assert legacy_hparams(new) == new  # today's spelling is left alone
+    config = {"model": "lmn", "dataset": "ml-1m", "history": "rated", "hparams": old}
+    assert train.stored_config(config)["hparams"] == new
+    din = {**config, "model": "din", "hparams": {"dropout": 0.1}}
+    assert train.stored_config(din)["hparams"] == {"dropout": 0.1}
+
+
+@pytest.mark.parametrize("old, match", [
+    ({"history_query": False, "target_query": False}, "query flags"),
+    ({"memory_pairs": "target"}, "query flags"),  # the target paired with itself
+    ({"memory_options": {"scoring": "broadcast"}}, r"takes no \['scoring'\]"),
+])
+def test_lmn_hparams_older_code_refused_too_are_refused(old, match):
+    with pytest.raises(ValueError, match=match):
+        legacy_hparams(old)
+
+
+@pytest.mark.parametrize("old, new", [LEGACY_LMN[-1], (
+    {"target_query": False, "stop_gradient": "query",
+     "memory_options": {"query_norm": True, "trainable_keys": False}},
+    {"queries": "history", "memory_loss_stop_gradient": "query", "query_norm": True,
+     "addressing": "fixed_keys"})])
+def test_a_run_written_with_the_old_lmn_names_loads_and_resumes(tmp_path, old, new):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    data = (random_arrays(vocab, 64, seed=1), random_arrays(vocab, 32, seed=2), vocab)
+    tiny = json.loads(TINY_LMN)
+    config = {"model": "lmn", "dataset": "ml-100k", "batch_size": 16, "hparams": {**tiny, **new},
+              "values_optimizer": "adagrad", "addressing_learning_rate": None}  # as they ran
+    train.train(config, tmp_path / "new", data=data, verbose=0, evaluate=False)
+    # The same run as the older code wrote it: config.json with the old names, and without
+    # the keys added since (stored_config reads them as train.LEGACY).
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    stored = json.loads((tmp_path / "old" / "config.json").read_text())
+    stored = {k: v for k, v in stored.items()
+              if k not in ("values_optimizer", "addressing_learning_rate")}
+    stored["hparams"] = {**tiny, **old}
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored, indent=2))
+    model, loaded = train.load_run(tmp_path / "old")
+    twin, expected = train.load_run(tmp_path / "new")
+    assert loaded == expected and loaded["hparams"] == {**tiny, **new}
+    ds = lmn_data.make_dataset(data[1], 8)
+    np.testing.assert_array_equal(predict(model, ds, verbose=0)[1],
+                                  predict(twin, ds, verbose=0)[1])
+    # Resuming it with today's names is the same run, not another config.
+    train.train({**config, "epochs": 2}, tmp_path / "old", data=data, verbose=0, evaluate=False)
+    assert tf.train.latest_checkpoint(str(tmp_path / "old" / "checkpoints")).endswith("ckpt-2")
+
+
+def test_train_flags_spell_lmn_designs_in_todays_names():
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--run-dir", "r", "--queries", "item_pairs",
+                              "--memory-loss-stop-gradient", "query", "--readout", "pooled"])
+    assert train.hparams_from_args(args) == {
+        "queries": "item_pairs", "memory_loss_stop_gradient": "query", "readout": "pooled"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--run-dir", "r", "--no-target-query"])

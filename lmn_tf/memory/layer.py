@@ -11,7 +11,7 @@ from lmn_tf.memory.scoring import SCORING
 from lmn_tf.memory.values import LocalValues, ValueStore
 
 STOP_GRADIENT = ("none", "query", "readout")
-ADDRESSING = ("learned", "fixed")
+ADDRESSING = ("learned", "fixed_keys", "fixed")
 _EPSILON = 1e-3  # query_norm's variance epsilon
 # The selection each mode runs: "two_stage" through the C++ kernel when it is built (same
 # slots, order and scores as scoring.two_stage_top_k, which it falls back to).
@@ -83,13 +83,10 @@ class LMNLayer(tf.keras.layers.Layer):
         items (PKM's query BatchNorm, without affine, padding left out; moving averages
         when not training), so queries spread over the keys instead of collapsing as their
         inputs grow.
-      trainable_keys: False keeps the row and column keys at their random initial values
-        (a learned hash: only the queries and the values learn), so no key can grow into a
-        hub that wins every query.
-      addressing: ``"learned"`` (paper: queries and keys learn end to end) or ``"fixed"``:
-        the query MLPs and keys keep their random initial values and no gradient reaches
-        ``items`` or ``user`` through the memory, so only the values learn (a random
-        locality-sensitive hash of the inputs into the n slots).
+      addressing: ``"learned"`` (paper: queries and keys learn end to end), ``"fixed_keys"``
+        (the keys keep their random start while the queries learn, so no key becomes a hub)
+        or ``"fixed"`` (query MLPs and keys keep their random start and no gradient reaches
+        ``items`` or ``user`` through the memory: only the values learn).
       kernel_initializer: initializer of the MLP kernels.
       key_initializer: default uniform(±key_dim**-0.5), as in PKM.
       value_initializer: default normal(0, value_dim**-0.5), as in PKM.
@@ -134,8 +131,8 @@ class LMNLayer(tf.keras.layers.Layer):
                  head_hidden_units: Sequence[int] = (), activation: str = "relu",
                  memory_loss_weight: float = 0.1, memory_loss_stop_gradient: str = "none",
                  scoring: str = "two_stage", value_store: ValueStore | None = None,
-                 query_norm: bool = True, trainable_keys: bool = True,
-                 addressing: str = "learned", kernel_initializer="glorot_uniform",
+                 query_norm: bool = True, addressing: str = "learned",
+                 kernel_initializer="glorot_uniform",
                  key_initializer=None, value_initializer=None, **kwargs):
         super().__init__(**kwargs)
         sizes = {"num_keys": num_keys, "top_k": top_k, "num_heads": num_heads,
@@ -174,7 +171,7 @@ class LMNLayer(tf.keras.layers.Layer):
         self.memory_loss_weight = float(memory_loss_weight)
         self.memory_loss_stop_gradient, self.scoring = memory_loss_stop_gradient, scoring
         self.value_store = value_store
-        self.query_norm, self.trainable_keys = bool(query_norm), bool(trainable_keys)
+        self.query_norm = bool(query_norm)
         self.addressing = addressing
         self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
         self.key_initializer = key_initializer and tf.keras.initializers.get(key_initializer)
@@ -221,10 +218,10 @@ class LMNLayer(tf.keras.layers.Layer):
         key_init = self.key_initializer or tf.keras.initializers.RandomUniform(
             -(d_k**-0.5), d_k**-0.5)
         self.row_keys = self.add_weight(name="row_keys", shape=(h, m, d_k),
-                                        trainable=self.trainable_keys and not fixed,
+                                        trainable=self.addressing == "learned",
                                         initializer=_fresh(key_init))
         self.col_keys = self.add_weight(name="col_keys", shape=(h, m, d_k),
-                                        trainable=self.trainable_keys and not fixed,
+                                        trainable=self.addressing == "learned",
                                         initializer=_fresh(key_init))
         if self.query_norm:  # moving moments of the row and column queries, per dimension
             self.query_moments = {  # string keys: Keras tracks (and checkpoints) the dict
@@ -412,7 +409,6 @@ class LMNLayer(tf.keras.layers.Layer):
             "scoring": self.scoring,
             "value_store": tf.keras.utils.serialize_keras_object(self.value_store),
             "query_norm": self.query_norm,
-            "trainable_keys": self.trainable_keys,
             "addressing": self.addressing,
             "kernel_initializer": ser(self.kernel_initializer),
             "key_initializer": self.key_initializer and ser(self.key_initializer),
@@ -423,6 +419,8 @@ class LMNLayer(tf.keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        if not config.pop("trainable_keys", True) and config.get("addressing") != "fixed":
+            config["addressing"] = "fixed_keys"  # a config from before "fixed_keys"
         if isinstance(config.get("value_store"), dict):
             config["value_store"] = tf.keras.utils.deserialize_keras_object(config["value_store"])
         return cls(**config)

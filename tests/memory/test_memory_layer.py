@@ -1,7 +1,9 @@
 """LMNLayer: hand-computed example, contract, errors, gradients, masking, modes, saving."""
 
 import doctest
+import json
 import math
+import zipfile
 
 import numpy as np
 import pytest
@@ -79,12 +81,12 @@ def test_config_round_trip():
                    activation="tanh", memory_loss_weight=0.25,
                    memory_loss_stop_gradient="query", scoring="broadcast",
                    key_initializer="zeros", value_initializer="ones", query_norm=True,
-                   trainable_keys=False)
+                   addressing="fixed_keys")
     config = layer.get_config()
     clone = LMNLayer.from_config(config)
     assert clone.get_config() == config
     assert config["num_keys"] == 5 and config["head_hidden_units"] == [5, 6]
-    assert config["trainable_keys"] is False
+    assert config["addressing"] == "fixed_keys" and "trainable_keys" not in config
     rebuilt = tf.keras.layers.deserialize(tf.keras.layers.serialize(layer))
     assert isinstance(rebuilt, LMNLayer) and rebuilt.get_config() == config
 
@@ -177,7 +179,7 @@ def test_docstring_optimizer_recipe_moves_only_rows_read_and_addressing_slowly()
 
 def test_fixed_keys_stay_put_while_queries_and_values_learn():
     items, user, mask = _inputs()
-    layer = _layer(trainable_keys=False)
+    layer = _layer(addressing="fixed_keys")
     layer(items, user, mask=mask)
     keys = {id(layer.row_keys), id(layer.col_keys)}
     assert keys.isdisjoint(id(v) for v in layer.trainable_variables)
@@ -404,6 +406,43 @@ def test_fixed_addressing_learns_only_the_values_and_moves_no_input():
     np.testing.assert_array_equal(before, after)  # values move, addresses do not
     assert layer.get_config()["addressing"] == "fixed"
     assert lmn_tf.LMNLayer.from_config(layer.get_config()).addressing == "fixed"
+
+
+@pytest.mark.parametrize(("trainable_keys", "addressing", "expected"), [
+    (False, "learned", "fixed_keys"), (True, "learned", "learned"), (False, "fixed", "fixed"),
+    (True, "fixed", "fixed"), (False, None, "fixed_keys")])
+def test_configs_with_the_old_trainable_keys_load_as_addressing(trainable_keys, addressing,
+                                                               expected):
+    config = {**_layer().get_config(), "trainable_keys": trainable_keys,
+              "addressing": addressing}
+    if addressing is None:  # from before `addressing` existed
+        del config["addressing"]
+    assert LMNLayer.from_config(config).addressing == expected
+
+
+def test_a_keras_file_saved_with_trainable_keys_loads_with_fixed_keys(tmp_path):
+    model = _functional(_layer(addressing="fixed_keys"))
+    x = list(_inputs())
+    expected = model(x).numpy()
+    model.save(tmp_path / "new.keras")
+    # The same file as the code before "fixed_keys" wrote it: trainable_keys=False.
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, \
+            zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                (layer,) = [c for c in config["config"]["layers"]
+                            if c.get("registered_name") == "lmn_tf>LMNLayer"]
+                layer["config"].update(addressing="learned", trainable_keys=False)
+                data = json.dumps(config).encode()
+            old.writestr(item, data)
+    loaded = tf.keras.models.load_model(tmp_path / "old.keras")
+    (memory,) = [layer for layer in loaded.layers if isinstance(layer, LMNLayer)]
+    assert memory.addressing == "fixed_keys"
+    assert {id(memory.row_keys), id(memory.col_keys)}.isdisjoint(
+        id(v) for v in memory.trainable_variables)
+    np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_addressing_is_rejected():

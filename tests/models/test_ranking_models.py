@@ -9,6 +9,7 @@ from lmn_tf import evaluation
 from lmn_tf.data import schema, synthetic
 from lmn_tf.memory import SparseAdam
 from lmn_tf.models import MODELS, build_model
+from lmn_tf.models.lmn import PRESETS, QUERIES
 from lmn_tf.models.testing import random_features, zero_features
 from lmn_tf.train import make_optimizer
 
@@ -105,13 +106,47 @@ def test_behaviours_keep_the_width_and_refuse_non_sequences():
         _model("din", vocab).features.behaviours(f, "item_id")
 
 
-@pytest.mark.parametrize("variant", [{"readout": "pooled"}, {"target_query": False},
-                                     {"stop_gradient": "query", "memory_loss_weight": 0.0}])
+@pytest.mark.parametrize("variant", [
+    {"readout": "pooled"}, *({"queries": q} for q in QUERIES),
+    {"queries": "history", "readout": "pooled"}, {"addressing": "fixed_keys"},
+    {"memory_loss_stop_gradient": "query", "memory_loss_weight": 0.0},
+    *({**PRESETS[name], "num_keys": 8, "top_k": 4} for name in PRESETS)])
 def test_lmn_variants_build(variant):
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = _model("lmn", vocab, **variant)
     assert model(random_features(vocab, 2)).shape == (2, 1)
     assert len(model.losses) == (0 if variant.get("memory_loss_weight") == 0.0 else 1)
+
+
+@pytest.mark.parametrize("queries, history, target, projection", [
+    ("history_and_target", True, True, False), ("history", True, False, True),
+    ("target", False, True, False), ("item_pairs", True, False, True)])
+def test_lmn_queries_name_who_queries_the_memory(queries, history, target, projection):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, queries=queries)
+    f = random_features(vocab, 4)
+    _, mask = model.sequence(f)
+    _, user, items_mask = model.memory_inputs(f, *model.sequence(f),
+                                              model.features.item(f["item_id"]),
+                                              model.features.user(f))
+    expected = [mask] * history + [tf.ones((4, 1), tf.bool)] * target
+    np.testing.assert_array_equal(items_mask, tf.concat(expected, 1))
+    width = model.embedding_dim if queries == "item_pairs" else 5 * model.embedding_dim
+    assert user.shape == (4, width)  # the target item, or the user features
+    _, *reads = model.interest(f, model.features.user(f), model.features.target(f), False)
+    assert len(reads) == history + target  # the target's read-out, the history's summary
+    assert hasattr(model, "query_projection") == projection
+    assert hasattr(model, "memory_attention") == history
+
+
+def test_lmn_addressing_and_query_norm_reach_the_layer():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    default = _model("lmn", vocab).memory
+    assert (default.addressing, default.query_norm) == ("learned", False)  # LMN's own default
+    layer = _model("lmn", vocab, addressing="fixed_keys", query_norm=True,
+                   memory_loss_stop_gradient="readout").memory
+    assert (layer.addressing, layer.query_norm, layer.memory_loss_stop_gradient) == (
+        "fixed_keys", True, "readout")
 
 
 def test_lmn_rejects_unknown_readout():
@@ -212,8 +247,8 @@ def test_every_model_reads_the_statistics_unless_off(name):
 
 def test_lmn_target_only_queries_with_frozen_address_embeddings():
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
-    model = _model("lmn", vocab, num_keys=16, history_query=False, memory_embeddings="fixed",
-                   query_user_id=False, memory_options={"addressing": "fixed"})
+    model = _model("lmn", vocab, num_keys=16, queries="target", memory_embeddings="fixed",
+                   query_user_id=False, addressing="fixed")
     f = random_features(vocab, 4)
     items, user, mask = model.memory_inputs(f, *model.sequence(f),
                                             model.features.item(f["item_id"]),
@@ -229,18 +264,18 @@ def test_lmn_target_only_queries_with_frozen_address_embeddings():
         np.testing.assert_array_equal(before, w.numpy())  # addresses never drift
 
 
-def test_lmn_rejects_a_memory_nobody_queries_and_unknown_embeddings():
+def test_lmn_rejects_unknown_queries_and_embeddings():
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
-    with pytest.raises(ValueError, match="history_query=False needs target_query=True"):
-        build_model("lmn", vocab, history_query=False, target_query=False)
+    with pytest.raises(ValueError, match=r"queries must be one of .* Received: queries='user'"):
+        build_model("lmn", vocab, queries="user")
     with pytest.raises(ValueError, match="memory_embeddings must be one of"):
         build_model("lmn", vocab, memory_embeddings="learned")
 
 
 def test_lmn_item_pairs_query_with_the_target_and_the_rating():
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
-    model = _model("lmn", vocab, num_keys=16, memory_pairs="target", target_query=False,
-                   memory_embeddings="fixed", memory_options={"addressing": "fixed"})
+    model = _model("lmn", vocab, num_keys=16, queries="item_pairs", memory_embeddings="fixed",
+                   addressing="fixed")
     f = random_features(vocab, 4)
     items, user, mask = model.memory_inputs(f, *model.sequence(f),
                                             model.features.item(f["item_id"]),
@@ -255,10 +290,6 @@ def test_lmn_item_pairs_query_with_the_target_and_the_rating():
     assert not np.allclose(items, moved)  # the same item rated otherwise: another address
     retarget = {**f, "item_id": f["item_id"] % (vocab.num_items - 1) + 1}
     assert not np.allclose(model(f), model(retarget))
-    with pytest.raises(ValueError, match="target_query=False"):
-        build_model("lmn", vocab, memory_pairs="target")
-    with pytest.raises(ValueError, match="memory_pairs must be one of"):
-        build_model("lmn", vocab, memory_pairs="item")
 
 
 def test_lmn_readout_dropout_acts_in_training_only():
