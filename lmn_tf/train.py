@@ -215,8 +215,14 @@ def check_config(run_dir: str | pathlib.Path, config: dict) -> None:
                          "with the same flags, or train into a new --run-dir.")
 
 
-def _sub_optimizers(optimizer) -> list:
-    return list(getattr(optimizer, "optimizers", [optimizer]))  # CompositeOptimizer's parts
+def stepping_optimizers(optimizer) -> list:
+    """The optimizers that step with every batch: a CompositeOptimizer's parts that own
+    variables (LMN with fixed addressing has no addressing variables, so its slow Adam never
+    steps), or the optimizer itself. Call once the model is built."""
+    parts = getattr(optimizer, "_optimizers_and_vars", None)
+    if parts is None:
+        return [optimizer]
+    return [part for part, variables in parts if variables()]
 
 
 def resume_point(run: pathlib.Path, steps_per_epoch: int) -> str | None:
@@ -239,7 +245,7 @@ def restore_for_training(ckpt: tf.train.Checkpoint, prefix: str):
     """
     status = checkpointing.restore(ckpt, prefix)
     step = int(ckpt.step.numpy())
-    for optimizer in _sub_optimizers(ckpt.optimizer):
+    for optimizer in stepping_optimizers(ckpt.optimizer):
         iterations = int(optimizer.iterations.numpy())  # created now: restored on creation
         if iterations != step:
             raise checkpointing.CheckpointError(

@@ -56,6 +56,19 @@ def test_load_run_round_trip_gives_same_predictions_and_resumes(tmp_path):
     assert not np.allclose(first, predict(train.load_run(tmp_path)[0], ds, verbose=0)[1])
 
 
+@pytest.mark.parametrize("addressing", ["learned", "fixed"])
+def test_lmn_resumes_with_the_default_optimizer_recipe(tmp_path, addressing):
+    # With fixed addressing the slow addressing Adam owns no variables and never steps: the
+    # resume check must not hold it to the global step.
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    data = (random_arrays(vocab, 64, seed=1), random_arrays(vocab, 32, seed=2), vocab)
+    config = {"model": "lmn", "dataset": "ml-100k", "batch_size": 16,
+              "hparams": {**json.loads(TINY_LMN), "addressing": addressing}}
+    train.train(config, tmp_path, data=data, verbose=0, evaluate=False)
+    train.train({**config, "epochs": 2}, tmp_path, data=data, verbose=0, evaluate=False)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+
+
 def test_load_run_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no config\.json"):
         train.load_run(tmp_path / "missing")

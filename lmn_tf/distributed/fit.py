@@ -113,7 +113,7 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
     initial_epoch = 0
     if checkpoint.committed(str(run / "shards")) is not None:  # resume: every rank its shard
         initial_epoch = checkpoint.restore(str(run / "shards"), model, model.optimizer)["epoch"]
-        for optimizer in getattr(model.optimizer, "optimizers", [model.optimizer]):
+        for optimizer in single.stepping_optimizers(model.optimizer):
             if int(optimizer.iterations.numpy()) != initial_epoch * steps_per_epoch:
                 raise checkpointing.CheckpointError(
                     f"{run / 'shards'}: optimizer {type(optimizer).__name__} restored at iteration "
