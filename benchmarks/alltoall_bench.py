@@ -154,6 +154,9 @@ def main() -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=16, help="examples per rank, measured")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
+                        help="horovodrun -np of each measured launch")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "alltoall_bench.json")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.steps, args.batch)
@@ -170,7 +173,7 @@ def main() -> int:
               f"{r['sparse_allgather_mb']:>10.1f}")
 
     measured, idle = [], {}
-    for ranks in (1, 2):
+    for ranks in args.ranks:
         for rank_result in launch(ranks, args.steps, args.batch):
             measured += rank_result["results"]
             idle[ranks] = rank_result["idle_bytes_per_s"]
@@ -184,12 +187,12 @@ def main() -> int:
         print(f"{m['sqrt_n']:>5} {m['ranks']:>2} {m['rank']:>4} {m['mode']:>17} "
               f"{m['distinct']:>8} {m['step_ms_median']:>8.1f} {m['bytes_predicted']:>11.0f} "
               f"{m['bytes_measured']:>11.0f} {ratio:>9.3f}")
-    out = HERE / "results" / "alltoall_bench.json"
+    out = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"analytic": rows, "measured": measured,
                                "idle_bytes_per_s": idle, "steps": args.steps,
                                "batch_per_rank": args.batch}, indent=1) + "\n")
-    print(f"\nwrote {out.relative_to(HERE.parent)}")
+    print(f"\nwrote {out}")
     return 0
 
 

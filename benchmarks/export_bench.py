@@ -26,6 +26,7 @@ import tensorflow as tf
 
 import lmn_tf  # noqa: F401  (tf-keras before TensorFlow)
 from lmn_tf.data import schema
+from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.export import export_saved_model
 from lmn_tf.models import build_model
 from lmn_tf.models.testing import random_arrays, zero_features
@@ -40,7 +41,8 @@ def dir_bytes(path: str) -> int:
 
 
 def session_load(path: str, features: dict) -> tuple[float, float]:
-    """(load seconds, first-call seconds) through the v1 loader, as TF-Serving loads."""
+    """(load seconds, first-call seconds) through the v1 loader, as TF-Serving loads;
+    ``features`` are raw (``serving_default``'s inputs)."""
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
         start = time.perf_counter()
         meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
@@ -62,7 +64,8 @@ def size_and_load(num_keys: int, dtypes: list[str], repeats: int, base: str) -> 
         path = export_saved_model(model, base, f"lmn_{num_keys}", values_dtype=dtype,
                                   warmup=features)
         export_s = time.perf_counter() - start
-        loads = [session_load(path, features) for _ in range(repeats)]
+        raw = Vocabulary.identity(ML_1M).to_raw(features)  # what serving_default takes
+        loads = [session_load(path, raw) for _ in range(repeats)]
         values = model.memory.value_store.table
         rows.append({
             "num_keys": num_keys, "slots": num_keys**2, "values_dtype": dtype,
@@ -92,7 +95,7 @@ def auc_by_dtype(run_dir: str, dtypes: list[str], base: str, batch: int = 4096) 
     logits = {}
     for dtype in dtypes:
         path = export_saved_model(model, base, "lmn_run", values_dtype=dtype)
-        serve = tf.saved_model.load(path).signatures["serving_default"]
+        serve = tf.saved_model.load(path).signatures["serving_indices"]  # index features
         logits[dtype] = np.concatenate([
             serve(**{k: tf.constant(eval_[k][i:i + batch]) for k in schema.FEATURES}
                   )["logit"].numpy() for i in range(0, len(labels), batch)])

@@ -57,8 +57,8 @@ VARIANTS = {
 PROTOCOL = ["--dataset", "ml-1m", "--epochs", "1", "--patience", "1", "--seed", "0"]
 
 
-def command(name: str, run_dir: pathlib.Path) -> list[str]:
-    return ["lmn-tf", "train", *VARIANTS[name][1], *PROTOCOL, "--run-dir", str(run_dir)]
+def command(name: str, run_dir: pathlib.Path, smoke: list[str] = ()) -> list[str]:
+    return ["lmn-tf", "train", *VARIANTS[name][1], *PROTOCOL, *smoke, "--run-dir", str(run_dir)]
 
 
 def markdown(rows: list[dict], wall: float) -> str:
@@ -92,7 +92,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4096, help="test events for slot use")
     parser.add_argument("--list", action="store_true", help="print the commands and stop")
     parser.add_argument("--out", default="results/full_features/memory_variants")
+    parser.add_argument("--limit", type=int, help="smoke runs only: train on the latest N "
+                        "events and score the first N test events (the table uses all)")
     args = parser.parse_args()
+    smoke = ["--limit", str(args.limit), "--eval-limit", str(args.limit),
+             "--batch-size", "64"] if args.limit else []
     names = args.names or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
@@ -100,21 +104,21 @@ def main() -> None:
     runs = pathlib.Path(args.runs_dir)
     if args.list:
         for name in names:
-            print(shlex.join(command(name, runs / name)))
+            print(shlex.join(command(name, runs / name, smoke)))
         return
     start = time.time()
     for i, name in enumerate(names):
         if (runs / name / "metrics.json").is_file():
             print(f"== [{i + 1}/{len(names)}] {name}: trained ({runs / name})", flush=True)
             continue
-        print(f"== [{i + 1}/{len(names)}] {name}: {shlex.join(command(name, runs / name))}",
+        print(f"== [{i + 1}/{len(names)}] {name}: {shlex.join(command(name, runs / name, smoke))}",
               flush=True)
-        argv = [sys.executable, "-m", "lmn_tf", *command(name, runs / name)[1:], "--quiet"]
+        argv = [sys.executable, "-m", "lmn_tf", *command(name, runs / name, smoke)[1:], "--quiet"]
         subprocess.run(argv, check=True)
 
     import memory_health  # the data and the models: only after the training subprocesses
 
-    data = memory_health.run_data([str(runs / name) for name in names])
+    data = memory_health.run_data([str(runs / name) for name in names], args.limit)
     rows = []
     for name in names:
         print(f"== diagnostics: {name}", flush=True)
@@ -127,7 +131,7 @@ def main() -> None:
             row = memory_health.health(str(runs / name), data, args.rows)
             cached.write_text(json.dumps(row, indent=2) + "\n")
         rows.append({"variant": name, "what": VARIANTS[name][0],
-                     "command": shlex.join(command(name, runs / name)),
+                     "command": shlex.join(command(name, runs / name, smoke)),
                      "validation_auc": metrics["validation_auc"],
                      "train_seconds": metrics["train_seconds"], **row})
     out = pathlib.Path(args.out)

@@ -6,7 +6,7 @@
         --hparams '{"queries": "target", ...}'        # one LMN row per √n, same batches
 
 Each model trains on the latest ML-1M training events with the optimizer `lmn-tf train`
-uses (`train.make_optimizer`, `train.DEFAULTS`), through `model.fit` on the same batches
+uses (`train.config_optimizer` at `train.DEFAULTS`), through `model.fit` on the same batches
 (`training=True`, the memory loss included). The first ``--warmup`` steps (tracing) are not
 timed; a callback times the next ``--steps``. With ``--rounds 2`` the models alternate
 (DIN, LMN, LMN, DIN) so that drift on a shared machine hits both, and each model's figure is
@@ -54,9 +54,7 @@ def examples_per_second(name: str, hparams: dict, data, args) -> float:
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(0)
     model = build_model(name, vocab, **hparams)
-    model.compile(optimizer=train.make_optimizer(
-        model, train.DEFAULTS["learning_rate"], train.DEFAULTS["values_learning_rate"],
-        train.DEFAULTS["values_initial_accumulator"]))
+    model.compile(optimizer=train.config_optimizer(model, train.DEFAULTS))  # lmn-tf train's
     steps = args.warmup + args.steps
     ds = pipeline.make_dataset(train_arrays, args.batch_size, shuffle=True,
                                drop_remainder=True).repeat()

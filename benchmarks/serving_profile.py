@@ -28,18 +28,9 @@ import tensorflow as tf
 import lmn_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tf.keras is touched)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_bench import export_untrained
+from serving_bench import export_untrained, synth
 
 from lmn_tf.serving.servable import Servable
-
-
-def features(sig, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Ids in [1, 3) like serving_bench's ``synth`` (valid everywhere, never padding)."""
-    out = {}
-    for name, info in sig.inputs.items():
-        shape = [batch if d.size < 0 else d.size for d in info.tensor_shape.dim]
-        out[name] = rng.integers(1, 3, shape).astype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
-    return out
 
 
 def timed(calls: dict, n: int) -> dict[str, dict[str, float]]:
@@ -102,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     results: dict = {"config": vars(args), "models": {n: {} for n in paths}}
     for b in (int(x) for x in args.batches.split(",")):
-        feats = {n: features(s.signature_defs["serving_default"], b, rng)
+        feats = {n: synth(s.signature_defs["serving_default"], b, rng)  # raw ids of [1, 3)
                  for n, s in servables.items()}
         session = timed({n: functools.partial(s.run, "serving_default", feats[n])
                          for n, s in servables.items()}, args.requests)
