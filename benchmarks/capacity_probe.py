@@ -52,6 +52,9 @@ p.add_argument("--defaults", action="store_true",
 p.add_argument("--drift", action="store_true",
                help="print the share of 2,000 pairs' slots at 50%% / 75%% / 90%% of the epoch "
                "still read at its end")
+p.add_argument("--addr-warmup", type=float, default=0.0,
+               help="with --addr-lr: the addressing learns at --lr for this share of the "
+               "epoch first")
 p.add_argument("--input-norm", action="store_true",
                help="the memory's inputs scaled to unit RMS per example (each input alone)")
 p.add_argument("--json", help="append the result line to this file")
@@ -153,7 +156,7 @@ else:
     addr = []
 dense = [v for v in m.trainable_variables if v.ref() not in vref]
 adam = tf.keras.optimizers.legacy.Adam(a.lr)
-addr_adam = tf.keras.optimizers.legacy.Adam(a.addr_lr or a.lr)
+addr_adam = tf.keras.optimizers.legacy.Adam(a.lr if a.addr_warmup else (a.addr_lr or a.lr))
 if a.vopt == "adagrad":
     vopt = tf.keras.optimizers.legacy.Adagrad(a.vlr, initial_accumulator_value=a.vacc)
 elif a.vopt == "sparse_adam":
@@ -206,6 +209,8 @@ for ep in range(a.epochs):
         j = perm[s : s + a.batch]
         step(gtr[j], itr[j], ytr[j])
         steps += 1
+        if a.addr_warmup and steps == int(a.addr_warmup * total_steps):
+            addr_adam.learning_rate.assign(a.addr_lr or a.lr)  # a variable once applied
         if steps in marks:
             snapshots[marks[steps]] = slots(*probe)
 tt = time.time() - t0

@@ -31,9 +31,9 @@ import time
 import tensorflow as tf
 
 from lmn_tf.data import synthetic
-from lmn_tf.experiment import code_version
+from lmn_tf.experiment import OPTIMIZER_KEYS, code_version
 from lmn_tf.models.lmn import PRESETS
-from lmn_tf.train import train
+from lmn_tf.train import add_optimizer_arguments, train
 
 # pairs -> (groups, items, exposures): 20 exposures, fewer at 10^6 to fit the hour.
 SIZES = {10_000: (100, 100, 20), 100_000: (100, 1000, 20), 1_000_000: (1000, 1000, 5)}
@@ -109,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hparams", default="{}", help="JSON hparams added to every LMN run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results")
+    add_optimizer_arguments(parser)
+    # The capacity table's measured recipe, unless the flags say otherwise.
+    parser.set_defaults(**{k: v for k, v in TRAIN.items() if k in OPTIMIZER_KEYS})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,13 +120,28 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     argv = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                     for k, v in vars(args).items()
-                    if k in ("sizes", "models", "num_keys", "seed") and v != _default(k))
-    results = {"command": f"lmn-tf experiment capacity {argv}".strip(), "code": code_version(),
-               "runs": [], "complete": False}
+                    if k in ("sizes", "models", "num_keys", "seed", *OPTIMIZER_KEYS)
+                    and v != _default(k))
     extra = json.loads(args.hparams)
+    if extra:
+        argv += f" --hparams '{json.dumps(extra)}'"
+    command = f"lmn-tf experiment capacity {argv}".strip()
+    results = {"command": command, "code": code_version(), "runs": [], "complete": False}
+    # A rerun of the same command keeps the cells it finished (each is written when done).
+    previous = out / "capacity.json"
+    earlier = 0.0  # seconds the finished cells took
+    if previous.is_file() and json.loads(previous.read_text())["command"] == command:
+        finished = json.loads(previous.read_text())
+        results["runs"], earlier = finished["runs"], finished.get("wall_seconds", 0.0)
+    done = {(r["pairs"], r["row"]): r for r in results["runs"]}
+    train_config = {**TRAIN, **{k: getattr(args, k) for k in OPTIMIZER_KEYS}}
     runs_dir = pathlib.Path(tempfile.mkdtemp(prefix="lmn-tf-capacity-"))
     data_of, base_auc = {}, {}
     for pairs, label, model, hparams in cells(args.sizes, args.models, args.num_keys):
+        if (pairs, label) in done:
+            if model == "base":
+                base_auc[pairs] = done[(pairs, label)]["auc"]
+            continue
         groups, items, exposures = SIZES[pairs]
         if pairs not in data_of:
             data_of = {pairs: synthetic.memorisation(groups, items, exposures, seed=args.seed)}
@@ -131,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         hp = {**hparams, **extra} if model == "lmn" else hparams
         print(f"== capacity: {pairs:,} pairs, {label}", flush=True)
         tf.keras.backend.clear_session()
-        config = {**TRAIN, "model": model, "dataset": "memorisation", "hparams": hp,
+        config = {**train_config, "model": model, "dataset": "memorisation", "hparams": hp,
                   "seed": args.seed}
         slug = f"{pairs}-{label}".replace(" ", "").replace("√n=", "keys")
         metrics = train(config, runs_dir / slug, data=data, verbose=1)
@@ -146,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
             "gap_closed": closed, "ms_per_step": 1000 * metrics["train_seconds"] / steps})
         print(f"   AUC {metrics['auc']:.4f}" + (f"  gap closed {100 * closed:.0f}%"
                                                  if closed is not None else ""), flush=True)
-        results["wall_seconds"] = time.time() - start
+        results["wall_seconds"] = earlier + time.time() - start
         _write(out / "capacity", results)
     results["complete"] = True
+    results["wall_seconds"] = earlier + time.time() - start
     _write(out / "capacity", results)
     print(markdown(results))
     return 0
@@ -156,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _default(key: str):
     return {"sizes": list(SIZES), "models": list(MODELS), "num_keys": list(NUM_KEYS),
-            "seed": 0}[key]
+            "seed": 0, **TRAIN}[key]
 
 
 def _write(stem: pathlib.Path, results: dict) -> None:
