@@ -47,35 +47,32 @@ def scores(draw, max_m=3000, max_k=None):
     return make().astype(np.float32), make().astype(np.float32), k
 
 
+def _assert_selects_as(reference, kernel, case):
+    """The kernel's slots and scores equal ``reference``'s, slot for slot, in order."""
+    s_row, s_col, k = case
+    want_s, want_id = reference(s_row, s_col, k)
+    got_s, got_id = kernel(s_row, s_col, k=k)
+    np.testing.assert_array_equal(got_id.numpy(), want_id.numpy())
+    np.testing.assert_array_equal(got_s.numpy(), want_s.numpy())
+
+
 @settings(max_examples=60, deadline=None)
 @given(scores())
 def test_kernel_equals_stock_two_stage(kernel, case):
-    s_row, s_col, k = case
-    want_s, want_id = scoring.two_stage_top_k(s_row, s_col, k)
-    got_s, got_id = kernel(s_row, s_col, k=k)
-    np.testing.assert_array_equal(got_id.numpy(), want_id.numpy())  # slot for slot, in order
-    np.testing.assert_array_equal(got_s.numpy(), want_s.numpy())
+    _assert_selects_as(scoring.two_stage_top_k, kernel, case)
 
 
 @settings(max_examples=60, deadline=None)
 @given(scores(max_k=64))
 def test_kernel_equals_stock_small_k(kernel, case):
     """The layer's regime, m >> K: the bounded scan, its cuts on ties, the pruned pairs."""
-    s_row, s_col, k = case
-    want_s, want_id = scoring.two_stage_top_k(s_row, s_col, k)
-    got_s, got_id = kernel(s_row, s_col, k=k)
-    np.testing.assert_array_equal(got_id.numpy(), want_id.numpy())
-    np.testing.assert_array_equal(got_s.numpy(), want_s.numpy())
+    _assert_selects_as(scoring.two_stage_top_k, kernel, case)
 
 
 @settings(max_examples=30, deadline=None)
 @given(scores(max_m=200))
 def test_kernel_equals_broadcast(kernel, case):
-    s_row, s_col, k = case
-    want_s, want_id = scoring.broadcast_top_k(s_row, s_col, k)
-    got_s, got_id = kernel(s_row, s_col, k=k)
-    np.testing.assert_array_equal(got_id.numpy(), want_id.numpy())
-    np.testing.assert_array_equal(got_s.numpy(), want_s.numpy())
+    _assert_selects_as(scoring.broadcast_top_k, kernel, case)
 
 
 def test_ids_and_ties_by_hand(kernel):
