@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from lmn_tf import evaluation
 from lmn_tf.train import DEFAULTS as TRAIN_DEFAULTS
-from lmn_tf.train import load_data, train
+from lmn_tf.train import load_data, rate_or_none, train
 
 TABLE1_MODELS = ("base", "pooling", "din", "sim", "mimn", "lmn")
 TABLE2_KEYS = (50, 100, 200, 300, 500, 1000)
@@ -43,6 +43,9 @@ ABLATION = {  # name -> LMN hparams on top of the defaults
 }
 OPTIMIZER_KEYS = ("values_optimizer", "values_learning_rate", "values_initial_accumulator",
                   "addressing_learning_rate")
+OPTIMIZER_FLAG_TYPES = {"values_optimizer": str, "values_learning_rate": float,
+                        "values_initial_accumulator": float,
+                        "addressing_learning_rate": rate_or_none}
 # Sized so that each table finishes in < 90 min on 2 CPU cores (wall times in results/*.md).
 DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval_limit": 50_000,
             "patience": 0, **{k: TRAIN_DEFAULTS[k] for k in OPTIMIZER_KEYS}}
@@ -56,7 +59,10 @@ def _defaults(table: str) -> dict:
 
 def settings_of(args: argparse.Namespace) -> dict:
     """The table's defaults overridden by the flags given on the command line."""
-    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in DEFAULTS
+             if k not in OPTIMIZER_KEYS and getattr(args, k) is not None}
+    # The optimizer flags are absent unless given: "none" (None) is a value of its own there.
+    given |= {k: getattr(args, k) for k in OPTIMIZER_KEYS if k in vars(args)}
     return {**_defaults(args.table), **given}
 
 
@@ -194,10 +200,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation AUC has not improved for N epochs (`lmn-tf train`)")
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="evaluate on the first N eval events (0: all; default 50,000)")
-    parser.add_argument("--values-optimizer", default=None,
-                        help=f"as `lmn-tf train`'s; default {TRAIN_DEFAULTS['values_optimizer']}")
-    for key in OPTIMIZER_KEYS[1:]:
-        parser.add_argument("--" + key.replace("_", "-"), type=float, default=None,
+    for key in OPTIMIZER_KEYS:
+        parser.add_argument("--" + key.replace("_", "-"), default=argparse.SUPPRESS,
+                            type=OPTIMIZER_FLAG_TYPES[key],
                             help=f"as `lmn-tf train`'s; default {TRAIN_DEFAULTS[key]}")
     parser.add_argument("--models", nargs="+", help="table1: a subset of the models")
     parser.add_argument("--num-keys", type=int, nargs="+", help="table2: the √n values")

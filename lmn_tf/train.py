@@ -502,9 +502,15 @@ def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--values-initial-accumulator", type=float,
                         default=DEFAULTS["values_initial_accumulator"],
                         help="with --values-optimizer adagrad: its starting accumulator")
-    parser.add_argument("--addressing-learning-rate", type=float,
+    parser.add_argument("--addressing-learning-rate", type=rate_or_none,
                         default=DEFAULTS["addressing_learning_rate"],
-                        help="Adam rate of the memory's query MLPs and keys")
+                        help="Adam rate of the memory's query MLPs and keys; 'none': the "
+                             "rest's Adam trains them (the recipe before this flag)")
+
+
+def rate_or_none(text: str) -> float | None:
+    """A learning-rate flag's value: a float, or None for "none"."""
+    return None if text.lower() == "none" else float(text)
 
 
 def config_from_args(args: argparse.Namespace) -> dict:

@@ -149,6 +149,9 @@ def test_table2_scaling_trend(tmp_path):
     (["table1"], {"seeds": 3, "limit": 300_000, "patience": 0}),
     (["table2"], {"seeds": 2, "limit": 150_000, "eval_limit": 50_000}),
     (["table2", "--seeds", "5", "--limit", "0"], {"seeds": 5, "limit": 0}),
+    (["table1"], {"values_optimizer": "sparse_adam", "addressing_learning_rate": 1e-4}),
+    (["table1", "--values-optimizer", "adagrad", "--addressing-learning-rate", "none"],
+     {"values_optimizer": "adagrad", "addressing_learning_rate": None}),  # the old recipe
 ])
 def test_experiment_defaults_per_table(argv, expected):
     parser = argparse.ArgumentParser()
