@@ -76,13 +76,17 @@ def test_crash_mid_epoch_resumes_to_the_same_model(uninterrupted, tmp_path):
     assert metrics_b["logloss"] == pytest.approx(metrics_a["logloss"], abs=1e-6)
     final = assert_same_checkpoints(run_a / "checkpoints" / "ckpt-3",
                                     tmp_path / "checkpoints" / "ckpt-3")
-    # The comparison covered the optimizer state: Adagrad accumulators of the memory values,
-    # Adam moments of the dense weights, and both iteration counts.
+    # The comparison covered the optimizer state: SparseAdam moments of the memory values,
+    # the slow Adam's of the memory's keys, Adam's of the dense weights, and all three
+    # iteration counts.
     slots = [k for k in final if ".OPTIMIZER_SLOT" in k]
-    assert any("memory/values" in k and "accumulator" in k for k in slots), slots
-    assert any("/m/" in k for k in slots) and any("/v/" in k for k in slots)
-    assert final["optimizer/Optimizer0/iter/.ATTRIBUTES/VARIABLE_VALUE"] == 39
-    assert final["optimizer/Optimizer1/iter/.ATTRIBUTES/VARIABLE_VALUE"] == 39
+    for owner, optimizer in (("memory/values", 0), ("memory/row_keys", 1),
+                             ("memory_attention", 2)):
+        for moment in ("m", "v"):
+            assert any(owner in k and f"Optimizer{optimizer}/{moment}/" in k
+                       for k in slots), (owner, moment, slots)
+    for optimizer in range(3):
+        assert final[f"optimizer/Optimizer{optimizer}/iter/.ATTRIBUTES/VARIABLE_VALUE"] == 39
 
 
 def test_rerunning_a_finished_run_only_evaluates(uninterrupted):
@@ -129,7 +133,7 @@ def test_a_checkpoint_without_optimizer_state_is_refused(tmp_path):
     train.train({**CONFIG, "epochs": 1}, tmp_path, data=DATA, verbose=0, evaluate=False)
     checkpointing.Manager(ckpt, tmp_path / "checkpoints").save(1)
     with pytest.raises(checkpointing.CheckpointError,
-                       match=r"ckpt-1: optimizer Adagrad restored at iteration 0.*step 13"):
+                       match=r"ckpt-1: optimizer SparseAdam restored at iteration 0.*step 13"):
         train.train(CONFIG, tmp_path, data=DATA, verbose=0)
 
 
