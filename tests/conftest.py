@@ -35,6 +35,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "horovod: needs Horovod (TensorFlow <= 2.18): "
                             "launches horovodrun or imports horovod")
     config.addinivalue_line("markers", "bazel: drives Bazel (installed by .ci/system-packages)")
+    config.addinivalue_line("markers", "benchmark_smoke: runs a benchmark script in its tiny "
+                            "mode (once per `make test`: the pinned run)")
 
 
 @pytest.fixture
