@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     # A rerun of the same command keeps the cells it finished (each is written when done).
     previous = out / "capacity.json"
     earlier = 0.0  # seconds the finished cells took
-    if previous.is_file() and json.loads(previous.read_text())["command"] == command:
-        finished = json.loads(previous.read_text())
+    finished = json.loads(previous.read_text()) if previous.is_file() else {}
+    if finished.get("command") == command:
         results["runs"], earlier = finished["runs"], finished.get("wall_seconds", 0.0)
     done = {(r["pairs"], r["row"]): r for r in results["runs"]}
     train_config = {**TRAIN, **{k: getattr(args, k) for k in OPTIMIZER_KEYS}}
