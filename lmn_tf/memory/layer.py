@@ -6,16 +6,11 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from lmn_tf.memory import ops
-from lmn_tf.memory.scoring import SCORING
+from lmn_tf.memory import core
+from lmn_tf.memory.core import ADDRESSING, SELECTION, STOP_GRADIENT, TF
 from lmn_tf.memory.values import LocalValues, ValueStore
 
-STOP_GRADIENT = ("none", "query", "readout")
-ADDRESSING = ("learned", "fixed_keys", "fixed")
-_EPSILON = 1e-3  # query_norm's variance epsilon
-# The selection each mode runs: "two_stage" through the C++ kernel when it is built (same
-# slots, order and scores as scoring.two_stage_top_k, which it falls back to).
-SELECTION = {**SCORING, "two_stage": ops.two_stage_top_k}
+__all__ = ["ADDRESSING", "SELECTION", "STOP_GRADIENT", "LMNLayer"]  # the math: core.py
 
 
 def _fresh(init: tf.keras.initializers.Initializer) -> tf.keras.initializers.Initializer:
@@ -135,30 +130,9 @@ class LMNLayer(tf.keras.layers.Layer):
                  kernel_initializer="glorot_uniform",
                  key_initializer=None, value_initializer=None, **kwargs):
         super().__init__(**kwargs)
-        sizes = {"num_keys": num_keys, "top_k": top_k, "num_heads": num_heads,
-                 "key_dim": key_dim, "value_dim": 1 if value_dim is None else value_dim}
-        for arg, value in sizes.items():
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
-        for arg, units in (("query_hidden_units", query_hidden_units),
-                           ("head_hidden_units", head_hidden_units)):
-            if any(not isinstance(u, int) or u <= 0 for u in units):
-                raise ValueError(f"`{arg}` must be positive ints. Received: {arg}={units!r}")
-        if top_k > num_keys:
-            raise ValueError("`top_k` must be <= `num_keys` (the per-axis top-K needs K keys)."
-                             f" Received: top_k={top_k}, num_keys={num_keys}")
-        if memory_loss_weight < 0:
-            raise ValueError("`memory_loss_weight` must be >= 0. "
-                             f"Received: memory_loss_weight={memory_loss_weight}")
-        if memory_loss_stop_gradient not in STOP_GRADIENT:
-            raise ValueError(f"`memory_loss_stop_gradient` must be one of {STOP_GRADIENT}. "
-                             f"Received: memory_loss_stop_gradient={memory_loss_stop_gradient!r}")
-        if scoring not in SCORING:
-            raise ValueError(f"`scoring` must be one of {tuple(SCORING)}. "
-                             f"Received: scoring={scoring!r}")
-        if addressing not in ADDRESSING:
-            raise ValueError(f"`addressing` must be one of {ADDRESSING}. "
-                             f"Received: addressing={addressing!r}")
+        core.check_arguments(num_keys, top_k, num_heads, key_dim, value_dim,
+                             query_hidden_units, head_hidden_units, memory_loss_weight,
+                             memory_loss_stop_gradient, scoring, addressing)
         value_store = LocalValues() if value_store is None else value_store
         if not isinstance(value_store, ValueStore):
             raise ValueError("`value_store` must be a ValueStore. "
@@ -203,9 +177,7 @@ class LMNLayer(tf.keras.layers.Layer):
         return tf.keras.Sequential(dense, name=name)
 
     def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError("`items` must have shape (B, L, d) with known d. "
-                             f"Received: items.shape={tuple(input_shape)}")
+        core.check_items_shape(input_shape)
         self._widths = {"items": int(input_shape[-1]), "user": None}  # user: set on first call
         d_v = self.value_dim or int(input_shape[-1])
         h, m, d_k = self.num_heads, self.num_keys, self.key_dim
@@ -240,26 +212,15 @@ class LMNLayer(tf.keras.layers.Layer):
         q = mlp(m_q)  # (B, L, H·d_k)
         if self.query_norm:
             q = self._normalize(q, axis, keep, training)
-        return tf.reshape(q, tf.concat([tf.shape(q)[:2], [self.num_heads, self.key_dim]], 0))
+        return core.split_heads(TF, q, self.num_heads, self.key_dim)
 
-    def _normalize(self, q, axis, keep, training, momentum=0.99, epsilon=_EPSILON):
+    def _normalize(self, q, axis, keep, training):
         mean, variance = (self.query_moments[f"{axis}_{s}"] for s in ("mean", "variance"))
-        q32 = tf.cast(q, tf.float32)  # moments in float32, also under mixed precision
-        if training:
-            w = tf.ones_like(q32[..., :1]) if keep is None else tf.cast(keep, tf.float32)[..., None]
-            count = tf.maximum(tf.reduce_sum(w), 1.0)
-            m = tf.reduce_sum(w * q32, (0, 1)) / count  # (H·d_k,) over unmasked items only
-            v = tf.reduce_sum(w * tf.square(q32 - m), (0, 1)) / count
-            mean.assign(momentum * mean + (1 - momentum) * tf.stop_gradient(m))
-            variance.assign(momentum * variance + (1 - momentum) * tf.stop_gradient(v))
-        else:
-            m, v = tf.cast(mean, tf.float32), tf.cast(variance, tf.float32)
-        return tf.cast((q32 - m) * tf.math.rsqrt(v + epsilon), q.dtype)
-
-    def _winner_scores(self, q: tf.Tensor, keys: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
-        offsets = tf.range(self.num_heads)[:, None] * self.num_keys  # (H, 1): head h's keys
-        k = tf.gather(tf.reshape(keys, (-1, self.key_dim)), ids + offsets)  # (B, L, H, K, d_k)
-        return tf.cast(tf.einsum("blhd,blhkd->blhk", q, k), tf.float32)
+        q, updates = core.normalize(TF, q, mean, variance, keep, training)
+        if updates is not None:
+            mean.assign(updates[0])
+            variance.assign(updates[1])
+        return q
 
     def call(self, items, user, mask=None, training=None, return_slots=False):
         # Keras converts only the first positional argument; NumPy arrays and lists given as
@@ -276,13 +237,8 @@ class LMNLayer(tf.keras.layers.Layer):
             m_q, scores, slots = self._select_inference(items, user)
         else:
             m_q, scores, slots = self._select(items, user, keep, training)
-        weights = tf.nn.softmax(scores) / self.num_heads
-        # float32 whatever the table dtype (e.g. a float16 serving table).
-        values = tf.cast(self.value_store.lookup(slots), tf.float32)  # (B, L, H, K, d_v)
-        m_o = tf.reduce_sum(weights[..., None] * values, (2, 3))  # (B, L, d_v)
-        if keep is not None:  # where, not multiply: garbage (even NaN) in padding stays out
-            m_o = tf.where(keep[..., None], m_o, 0.0)
-            slots = tf.where(keep[..., None, None], slots, -1)
+        m_o, slots = core.read_out(TF, scores, slots, self.value_store.lookup, keep,
+                                   self.num_heads)
         # Added in every mode, not only training: a functional model needs the same losses on
         # each call (and it is then part of `evaluate`'s loss too, like any regulariser).
         if self.memory_loss_weight > 0:
@@ -294,103 +250,34 @@ class LMNLayer(tf.keras.layers.Layer):
 
     def _select(self, items, user, keep, training):
         """M_Q, the winners' scores and slots (B, L, H, K), with a backward pass of O(K)."""
-        user = tf.broadcast_to(user[:, None, :], tf.concat([tf.shape(items)[:2],
-                                                            tf.shape(user)[-1:]], 0))
-        m_q = self.query_mlp(tf.concat([items, user], -1))  # (B, L, d_v)
+        m_q = self.query_mlp(core.user_aware_inputs(TF, items, user))  # (B, L, d_v)
         q_row = self._queries(self.row_query_mlp, m_q, "row", keep, training)  # (B, L, H, d_k)
         q_col = self._queries(self.col_query_mlp, m_q, "col", keep, training)
-        # Select in float32 (fewer spurious ties under mixed precision) and without gradient,
-        # then score the K winners again from their keys: same values, but the backward pass
-        # costs O(K·d_k) per query instead of O(√n·d_k).
-        s_row, s_col = (tf.stop_gradient(tf.cast(tf.einsum("blhd,hmd->blhm", q, keys),
-                                                 tf.float32))  # (B, L, H, √n)
-                        for q, keys in ((q_row, self.row_keys), (q_col, self.col_keys)))
-        _, slots = SELECTION[self.scoring](s_row, s_col, self.top_k)  # (B, L, H, K)
-        scores = (self._winner_scores(q_row, self.row_keys, slots // self.num_keys)
-                  + self._winner_scores(q_col, self.col_keys, slots % self.num_keys))
+        scores, slots = core.select(TF, self.scoring, q_row, q_col, self.row_keys,
+                                    self.col_keys, self.top_k, self.num_heads, self.num_keys,
+                                    self.key_dim)
         return m_q, scores, slots
 
     def _select_inference(self, items, user):
-        """Inference path: the training path's function with fewer, larger ops (serving).
-
-        2-D matmuls over the B·L items instead of einsums; the first query-MLP layer applies
-        its user half once per user, not once per item; ``query_norm``'s inference branch is
-        folded into the last query layer's weights; the winners' scores are the selected sums
-        themselves, not recomputed from gathered keys (that only keeps the training backward
-        pass small). Equal to the training path up to float rounding.
-        """
+        """Inference path (``core.select_inference``): equal to the training path up to float
+        rounding, with fewer, larger ops (serving)."""
         mlps = (self.query_mlp, self.row_query_mlp, self.col_query_mlp)
         if not all(mlp.built for mlp in mlps):  # first call: create the weights
             m_q = self.query_mlp(tf.zeros((1, items.shape[-1] + user.shape[-1]), items.dtype))
             self.row_query_mlp(m_q), self.col_query_mlp(m_q)
-        shape, d = tf.shape(items), items.shape[-1]
-        first, *rest = _dense(self.query_mlp)
-        h = tf.reshape(tf.matmul(tf.reshape(items, (-1, d)), first.kernel[:d]),
-                       tf.concat([shape[:2], [first.units]], 0))  # (B, L, units)
-        h = first.activation(h + tf.nn.bias_add(tf.matmul(user, first.kernel[d:]),
-                                                first.bias)[:, None])
-        m_q = tf.reshape(h, (-1, first.units))  # (B·L, units)
-        for layer in rest:
-            m_q = layer(m_q)  # (B·L, d_v) after the last
-        s_row, s_col = (self._axis_scores(mlp, m_q, keys, axis)  # (B·L, H·√n)
-                        for mlp, keys, axis in ((self.row_query_mlp, self.row_keys, "row"),
-                                                (self.col_query_mlp, self.col_keys, "col")))
-        split = tf.concat([shape[:2], [self.num_heads, self.num_keys]], 0)
-        scores, slots = SELECTION[self.scoring](tf.reshape(s_row, split),
-                                                tf.reshape(s_col, split),
-                                              self.top_k)  # (B, L, H, K)
-        d_v = (rest[-1] if rest else first).units
-        return tf.reshape(m_q, tf.concat([shape[:2], [d_v]], 0)), scores, slots
-
-    def _axis_scores(self, mlp, m_q, keys, axis):
-        """(B·L, H·√n) float32 scores of one axis's keys, from M_Q (B·L, d_v)."""
-        *hidden, last = _dense(mlp)
-        for layer in hidden:
-            m_q = layer(m_q)
-        w, b = tf.cast(last.kernel, tf.float32), tf.cast(last.bias, tf.float32)  # (d_in, H·d_k)
-        if self.query_norm:  # _normalize's inference branch is affine: fold it into W and b
-            # float32 reads: under mixed precision the layer's variables read as float16.
-            mean, variance = (tf.cast(self.query_moments[f"{axis}_{s}"], tf.float32)
-                              for s in ("mean", "variance"))
-            scale = tf.math.rsqrt(variance + _EPSILON)
-            w, b = w * scale, (b - mean) * scale
-        q = tf.nn.bias_add(tf.matmul(tf.cast(m_q, tf.float32), w), b)  # (B·L, H·d_k)
-        keys, d_k = tf.cast(keys, tf.float32), self.key_dim
-        if self.num_heads == 1:
-            return tf.matmul(q, keys[0], transpose_b=True)
-        # One 2-D matmul per head: MKL's batched matmul took ~1 ms per call at b = 1 here.
-        return tf.concat([tf.matmul(q[:, i * d_k:(i + 1) * d_k], keys[i], transpose_b=True)
-                          for i in range(self.num_heads)], 1)
+        return core.select_inference(
+            TF, self.scoring, items, user, *(_dense(mlp) for mlp in mlps), self.row_keys,
+            self.col_keys, self.query_moments if self.query_norm else None, self.top_k,
+            self.num_heads, self.num_keys, self.key_dim)
 
     def _memory_loss(self, m_o, m_q, keep):
         """SmoothL1(M_O, M_Q) (Huber, δ = 1), mean over d_v, then over unmasked items."""
-        if self.memory_loss_stop_gradient == "query":
-            m_q = tf.stop_gradient(m_q)
-        elif self.memory_loss_stop_gradient == "readout":
-            m_o = tf.stop_gradient(m_o)
-        err = tf.abs(m_o - m_q)
-        per_item = tf.reduce_mean(tf.where(err < 1.0, 0.5 * err**2, err - 0.5), -1)  # (B, L)
-        if keep is None:
-            return tf.reduce_mean(per_item)
-        count = tf.reduce_sum(tf.cast(keep, tf.float32))
-        return self.value_store.batch_mean(tf.reduce_sum(tf.where(keep, per_item, 0.0)), count)
+        return core.memory_loss(TF, m_o, m_q, keep, self.memory_loss_stop_gradient,
+                                self.value_store.batch_mean)
 
     def _check_inputs(self, items, user, mask):
-        if items.shape.rank != 3:
-            raise ValueError(f"`items` must be (B, L, d). Received: items.shape={items.shape}")
-        if user.shape.rank != 2:
-            raise ValueError(f"`user` must be (B, d_u). Received: user.shape={user.shape}")
-        if not user.shape[:1].is_compatible_with(items.shape[:1]):
-            raise ValueError("`user` and `items` batch sizes differ. Received: "
-                             f"user.shape={user.shape}, items.shape={items.shape}")
-        if mask is not None and not mask.shape.is_compatible_with(items.shape[:2]):
-            raise ValueError("`mask` must be (B, L) like `items`. Received: "
-                             f"mask.shape={mask.shape}, items.shape={items.shape}")
-        self._widths["user"] = self._widths["user"] or user.shape[-1]
-        for arg, tensor in (("items", items), ("user", user)):
-            if tensor.shape[-1] != self._widths[arg]:
-                raise ValueError(f"`{arg}` width differs from the first call's "
-                                 f"({self._widths[arg]}). Received: {arg}.shape={tensor.shape}")
+        core.check_inputs(items.shape, user.shape, None if mask is None else mask.shape,
+                          self._widths)
 
     def compute_mask(self, inputs, mask=None):
         return mask
