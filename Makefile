@@ -4,9 +4,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTEST_ARGS ?= -ra --durations=15 --timeout=900
 # What the latest-TensorFlow run leaves out: Horovod does not build against it, and the
-# Bazel checks and the benchmark smoke runs (about 4 minutes) test what does not depend on the
-# TensorFlow version.
-LATEST_DESELECT := not horovod and not bazel and not benchmark_smoke
+# Bazel checks, the benchmark smoke runs (about 4 minutes) and the aiohttp-range test (both
+# venvs pin the same aiohttp) test what does not depend on the TensorFlow version.
+LATEST_DESELECT := not horovod and not bazel and not benchmark_smoke and not aiohttp_range
 
 .PHONY: demo test test-pinned test-latest lint env env-latest
 

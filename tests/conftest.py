@@ -37,6 +37,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "bazel: drives Bazel (installed by .ci/system-packages)")
     config.addinivalue_line("markers", "benchmark_smoke: runs a benchmark script in its tiny "
                             "mode (once per `make test`: the pinned run)")
+    config.addinivalue_line("markers", "aiohttp_range: the REST server on the oldest and newest "
+                            "aiohttp of setup.py's range (once per `make test`: the pinned run)")
 
 
 @pytest.fixture

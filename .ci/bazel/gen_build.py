@@ -74,9 +74,12 @@ def imported_targets(path: str) -> set[str]:
 
 
 def data_of(test_path: str) -> list[str]:
-    """Files a test reads beyond Python modules (the notebooks it executes)."""
+    """Files a test reads beyond Python modules (the notebooks it executes, the pins and the
+    installer of the aiohttp-range test)."""
     if test_path.startswith("tests/notebooks/"):
         return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
+    if test_path == "tests/serving/test_rest_aiohttp_range.py":
+        return [".ci/aiohttp-oldest", "requirements/ci.txt"]
     return []
 
 

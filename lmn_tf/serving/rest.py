@@ -241,6 +241,15 @@ class _TooLargeError(_RefusalError):
 
 
 # -- aiohttp's connection, with TF-Serving-shaped refusals ----------------------------------
+#
+# aiohttp's public API has no hook for what follows: the answer to a request its parser
+# refuses (a text page there, JSON here), the close of a connection whose client is still
+# sending (a reset there, a lingering close here), a client that half-closes after sending
+# (closed unanswered there), and the HTTP version of the status line. So this reaches into
+# its internals: RequestHandler (connection_made, data_received, eof_received, handle_error,
+# log_exception, _messages, _loop), Server (__call__, _make_request, _kwargs, _loop) and the
+# transport it is given. tests/serving/test_rest_aiohttp_range.py exercises each on both
+# ends of setup.py's aiohttp range.
 
 
 LINGER_SECONDS = 2.0
