@@ -138,7 +138,8 @@ def _one_json_error(answers, status: int, text: str, version: bytes | None = Non
     any HTTP/1.x: aiohttp answers a request line it could not read in HTTP/1.0)."""
     assert len(answers) == 1, answers
     got_version, got, headers, body = answers[0]
-    assert got == status and got_version in ((version,) if version else (b"HTTP/1.0", b"HTTP/1.1")), answers
+    versions = (version,) if version else (b"HTTP/1.0", b"HTTP/1.1")
+    assert got == status and got_version in versions, answers
     assert headers["Content-Type"] == "application/json"
     doc = json.loads(body)
     assert set(doc) == {"error"} and text in doc["error"], doc
