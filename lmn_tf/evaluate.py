@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from lmn_tf.train import evaluate_arrays, history_of, load_data, load_run
+from lmn_tf.evaluation import evaluate_arrays
+from lmn_tf.training.datasets import load_data
+from lmn_tf.training.run_dir import history_of, load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

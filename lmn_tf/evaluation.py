@@ -1,4 +1,5 @@
-"""Offline CTR metrics: exact AUC, LogLoss, RelaImpr, a paired t-test, batch prediction.
+"""Offline CTR metrics: exact AUC, LogLoss, RelaImpr, a paired t-test, batch prediction, and
+a model's metrics on eval arrays (`evaluate_arrays`).
 
 AUC here is exact (rank statistic, ties count one half) rather than Keras' thresholded
 approximation, so tables are comparable to the fourth decimal.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
 
 
@@ -127,3 +129,28 @@ def score(labels: np.ndarray, logits: np.ndarray) -> dict[str, float]:
     """{"auc", "logloss", "n"} of logits against 0/1 labels."""
     probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     return {"auc": auc(labels, logits), "logloss": log_loss(labels, probs), "n": len(labels)}
+
+
+def evaluate_arrays(model, eval_arrays: dict[str, np.ndarray], batch_size: int = 4096,
+                    verbose: int = 1, warm_users: np.ndarray | None = None) -> dict:
+    """AUC / LogLoss (and, on synthetic data, the oracle's) of ``model`` on eval arrays.
+
+    With ``warm_users`` (the user ids of the training window) also the AUC on warm users'
+    events ("auc_warm") and on cold users' ("auc_cold"), and the warm share of events.
+    """
+    ds = lmn_data.make_dataset(eval_arrays, batch_size)
+    labels, logits = predict(model, ds, verbose=verbose)
+    metrics = score(labels, logits)
+    if warm_users is not None:
+        warm = np.isin(eval_arrays["user_id"], warm_users)
+        metrics["warm_share"] = float(warm.mean())
+        for name, mask in (("auc_warm", warm), ("auc_cold", ~warm)):
+            if 0 < labels[mask].sum() < mask.sum():  # AUC needs both labels
+                metrics[name] = auc(labels[mask], logits[mask])
+    if "true_prob" in eval_arrays:
+        from lmn_tf.data.synthetic import expected_auc
+
+        p = eval_arrays["true_prob"]
+        metrics["oracle_auc"] = expected_auc(p, eval_arrays[schema.LABEL])
+        metrics["bayes_auc"] = expected_auc(p, p)
+    return metrics

@@ -22,8 +22,6 @@ rerunning the command resumes from the last committed epoch. Checkpoints are per
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import pathlib
 import sys
 import time
@@ -33,12 +31,22 @@ import tensorflow as tf
 
 from lmn_tf import checkpointing
 from lmn_tf import data as lmn_data
-from lmn_tf import train as single
-from lmn_tf.data import schema
+from lmn_tf import train as single  # the command-line flags and report of `lmn-tf train`
 from lmn_tf.distributed import checkpoint, training
+from lmn_tf.evaluation import evaluate_arrays
 from lmn_tf.memory.values import LocalValues
-from lmn_tf.models import build_model
-from lmn_tf.models.testing import zero_features
+from lmn_tf.training.datasets import load_data
+from lmn_tf.training.optimizer import check_iterations, config_optimizer
+from lmn_tf.training.resume import check_not_past
+from lmn_tf.training.run_dir import (
+    DEFAULTS,
+    build_from_config,
+    check_config,
+    run_checkpoint,
+    run_config,
+    write_config,
+    write_json,
+)
 
 
 class _EpochCheckpoints(tf.keras.callbacks.Callback):
@@ -72,7 +80,7 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
             directory holds another config's run, or ``patience`` asks for early stopping.
         lmn_tf.checkpointing.CheckpointError: a damaged shard or commit record.
     """
-    config = {**single.DEFAULTS, "hparams": {}, **config}
+    config = {**DEFAULTS, "hparams": {}, **config}
     if config["patience"]:  # validation + best-epoch restore exist for one process only
         raise ValueError(PATIENCE_REFUSED + f" Received: patience={config['patience']}")
     training.init()
@@ -82,46 +90,32 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
     run = pathlib.Path(run_dir)
 
     def load():
-        return single.load_data(config["dataset"], config.get("limit"), config.get("eval_limit"),
-                                progress=verbose > 0 and rank == 0, history=config["history"])
+        return load_data(config["dataset"], config.get("limit"), config.get("eval_limit"),
+                         progress=verbose > 0 and rank == 0, history=config["history"])
 
     data = checkpoint.run_on_chief(load)  # rank 0 builds the data cache; the others read it
     train_arrays, eval_arrays, vocab = data if rank == 0 else load()
-    config["vocab"] = dataclasses.asdict(vocab)
-    config["num_train"] = len(train_arrays[schema.LABEL])
-    config["num_eval"] = len(eval_arrays[schema.LABEL])
-    single.check_config(run, config)  # every rank: all of them stop on a mismatch
+    config = run_config(config, train_arrays, eval_arrays, vocab)
+    check_config(run, config)  # every rank: all of them stop on a mismatch
     if training.is_chief():  # one writer for the run's metadata
-        run.mkdir(parents=True, exist_ok=True)
-        checkpointing.atomic_write(run / "config.json",
-                                   json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_config(run, config)
     checkpoint.barrier()
 
     tf.keras.utils.set_random_seed(config["seed"])  # same shuffle order on every rank
-    model = build_model(config["model"], config["vocab"], value_store=training.value_store(),
-                        **config["hparams"])
-    model(zero_features(1), training=False)  # shards exist before anything is broadcast
-    model.compile(optimizer=single.config_optimizer(model, config))
+    # the shards exist (the model is built) before anything is broadcast
+    model = build_from_config(config, value_store=training.value_store())
+    model.compile(optimizer=config_optimizer(model, config))
     training.distribute(model)  # Horovod tape: dense gradients averaged, shards kept local
-    twin = build_model(config["model"], config["vocab"], value_store=LocalValues(),
-                       **config["hparams"])
-    twin(zero_features(1), training=False)
-    ckpt = single.run_checkpoint(twin)
+    twin = build_from_config(config, value_store=LocalValues())
+    ckpt = run_checkpoint(twin)
     manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=2)
     steps_per_epoch = config["num_train"] // config["batch_size"]
 
     initial_epoch = 0
     if checkpoint.committed(str(run / "shards")) is not None:  # resume: every rank its shard
         initial_epoch = checkpoint.restore(str(run / "shards"), model, model.optimizer)["epoch"]
-        for optimizer in single.stepping_optimizers(model.optimizer):
-            if int(optimizer.iterations.numpy()) != initial_epoch * steps_per_epoch:
-                raise checkpointing.CheckpointError(
-                    f"{run / 'shards'}: optimizer {type(optimizer).__name__} restored at iteration "
-                    f"{int(optimizer.iterations.numpy())}, expected "
-                    f"{initial_epoch * steps_per_epoch}: its state is missing or stale")
-    if initial_epoch > config["epochs"]:
-        raise ValueError(f"{run / 'shards'} is at epoch {initial_epoch}, past --epochs "
-                         f"{config['epochs']}. Received: epochs={config['epochs']}")
+        check_iterations(model.optimizer, initial_epoch * steps_per_epoch, str(run / "shards"))
+    check_not_past(run / "shards", initial_epoch, config["epochs"])
 
     global_batches = lmn_data.epoch_batches(  # epoch e's order depends on (seed, e) only
         train_arrays, config["batch_size"], config["seed"], range(initial_epoch, config["epochs"]),
@@ -139,8 +133,8 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
     checkpoint.copy_weights(model, twin)  # all ranks: the consolidated model for evaluation
 
     def evaluate():
-        metrics.update(single.evaluate_arrays(twin, eval_arrays, config["batch_size"], verbose))
-        (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        metrics.update(evaluate_arrays(twin, eval_arrays, config["batch_size"], verbose))
+        write_json(run / "metrics.json", metrics)
         return metrics
 
     return checkpoint.run_on_chief(evaluate)  # the consolidated model needs no other rank
