@@ -11,7 +11,8 @@ AUC; the test columns are reported, not used to choose.
 
 A run directory that already holds ``metrics.json`` is not trained again (delete it to
 retrain), so a table can be rebuilt from finished runs. Prints a table and writes ``--out``
-(.md and .json).
+(.md and .json, through `lmn_tf.experiments.runner`: each row as it is finished, with the
+command and the code version; the same command run again keeps the rows it finished).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import pathlib
 import shlex
 import subprocess
 import sys
-import time
 
+from lmn_tf.experiments.runner import ResultTable
 from lmn_tf.models.lmn import PRESETS
 
 # The optimizer these rows were measured with (before SparseAdam and the slow addressing).
@@ -66,11 +67,13 @@ def command(name: str, run_dir: pathlib.Path, smoke: list[str] = ()) -> list[str
     return ["lmn-tf", "train", *VARIANTS[name][1], *PROTOCOL, *smoke, "--run-dir", str(run_dir)]
 
 
-def markdown(rows: list[dict], wall: float) -> str:
+def markdown(results: dict) -> str:
+    rows = results["runs"]
     lines = ["# How the ranking model consumes the memory: variants on the full ML-1M split", "",
-             "Command: `python benchmarks/memory_variants.py --runs-dir RUNS`  ",
-             f"Wall time: {wall / 60:.1f} min (training the runs not yet trained, and the "
-             "diagnostics).", "",
+             f"Command: `{results['command']}`  ",
+             *([f"Code: {results['code']}.  "] if results.get("code") else []),
+             f"Wall time: {results['wall_seconds'] / 60:.1f} min (training the runs not yet "
+             "trained, and the diagnostics).", "",
              "| variant | what it tests | validation AUC | test AUC | warm | cold | "
              "AUC drop, values permuted | slot coverage | top-1% share | train s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -111,9 +114,11 @@ def main() -> None:
         for name in names:
             print(shlex.join(command(name, runs / name, smoke)))
         return
-    start = time.time()
+    table = ResultTable(args.out, shlex.join(["python", "benchmarks/memory_variants.py",
+                                              *sys.argv[1:]]),
+                        key=lambda r: r["variant"], markdown=markdown)
     for i, name in enumerate(names):
-        if (runs / name / "metrics.json").is_file():
+        if table.done(name) or (runs / name / "metrics.json").is_file():
             print(f"== [{i + 1}/{len(names)}] {name}: trained ({runs / name})", flush=True)
             continue
         print(f"== [{i + 1}/{len(names)}] {name}: {shlex.join(command(name, runs / name, smoke))}",
@@ -123,9 +128,9 @@ def main() -> None:
 
     import memory_health  # the data and the models: only after the training subprocesses
 
-    data = memory_health.run_data([str(runs / name) for name in names], args.limit)
-    rows = []
-    for name in names:
+    todo = [name for name in names if not table.done(name)]
+    data = memory_health.run_data([str(runs / name) for name in todo], args.limit)
+    for name in todo:
         print(f"== diagnostics: {name}", flush=True)
         metrics = json.loads((runs / name / "metrics.json").read_text())
         cached = runs / name / "memory_health.json"  # diagnostics of this very checkpoint
@@ -135,16 +140,11 @@ def main() -> None:
         else:
             row = memory_health.health(str(runs / name), data, args.rows)
             cached.write_text(json.dumps(row, indent=2) + "\n")
-        rows.append({"variant": name, "what": VARIANTS[name][0],
-                     "command": shlex.join(command(name, runs / name, smoke)),
-                     "validation_auc": metrics["validation_auc"],
-                     "train_seconds": metrics["train_seconds"], **row})
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    md = markdown(rows, time.time() - start)
-    out.with_suffix(".md").write_text(md)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(md)
+        table.add({"variant": name, "what": VARIANTS[name][0],
+                   "command": shlex.join(command(name, runs / name, smoke)),
+                   "validation_auc": metrics["validation_auc"],
+                   "train_seconds": metrics["train_seconds"], **row})
+    print(table.finish())
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("lmn_tf.train", "train a ranking model"),
     "tune": ("lmn_tf.tuning", "choose a model's learning rate on validation, test it once"),
     "evaluate": ("lmn_tf.evaluate", "evaluate a checkpoint"),
-    "experiment": ("lmn_tf.experiment",
-                   "reproduce the paper's Table 1 or Table 2; `experiment capacity`: memorisation"),
+    "experiment": ("lmn_tf.experiments.command",
+                   "write a result table: the paper's Table 1 / 2, the ablation, capacity"),
     "export": ("lmn_tf.export.command", "export a checkpoint as a TF-Serving SavedModel"),
     "serve": ("lmn_tf.serving.command", "serve SavedModels over TF-Serving's REST and gRPC API"),
     "predict": ("lmn_tf.serving.predict_command", "query a TF-Serving endpoint"),
@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints usage / the error and exits
     name = COMMANDS[argv[0]][0]
-    if argv[:2] == ["experiment", "capacity"]:  # a benchmark of its own, not a paper table
-        name, argv = "lmn_tf.capacity", ["experiment capacity", *argv[2:]]
-    elif argv[0] == "train" and "--horovod" in argv:
+    if argv[0] == "train" and "--horovod" in argv:
         name = "lmn_tf.distributed.fit"  # the one path that imports Horovod
     if as_command:  # before the subcommand's module imports TensorFlow
         from lmn_tf import tf_log_filter

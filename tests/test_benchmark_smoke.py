@@ -135,8 +135,10 @@ def tiny_runs(tmp_path_factory):
     out = tmp / "table"
     bench("memory_variants.py", "--runs-dir", tmp / "runs", "--limit", "2000", "--rows", "64",
           "--out", out, "lmn")
-    (row,) = json.loads(out.with_suffix(".json").read_text())
+    table = json.loads(out.with_suffix(".json").read_text())
+    (row,) = table["runs"]
     assert row["variant"] == "lmn" and "auc_values_permuted" in row
+    assert table["complete"] and table["command"].startswith("python benchmarks/memory_variants.py")
     return tmp / "runs"
 
 

@@ -4,8 +4,9 @@ that keeps the cells it finished."""
 import functools
 import json
 
-from lmn_tf import capacity, cli
+from lmn_tf import cli
 from lmn_tf.data import synthetic
+from lmn_tf.experiments import capacity
 
 
 def test_capacity_writes_each_cell_and_a_rerun_keeps_them(tmp_path, monkeypatch):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lmn_tf import cli, experiment, train
+from lmn_tf import cli, train
 from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
 from lmn_tf.evaluation import predict
+from lmn_tf.experiments import command, runner, tables
 from lmn_tf.models.lmn import PRESETS, legacy_hparams
 from lmn_tf.models.testing import random_arrays
 
@@ -95,7 +96,7 @@ def test_experiment_writes_tables(tmp_path, capsys):
     assert base["auc_cold"] == pytest.approx(cold)
     md = (tmp_path / "results" / "table1_ml100k.md").read_text()
     assert "| pooling |" in md and "Wall time" in md and "| cold users |" in md
-    assert results["code"] == experiment.code_version()  # which code made the table
+    assert results["code"] == runner.code_version()  # which code made the table
     assert (f"Code: {results['code']}." in md) == (results["code"] is not None)
 
 
@@ -124,25 +125,25 @@ def _results(table: str, rows: dict[str, tuple[dict, list[float]]]) -> dict:
 def test_table1_p_value_is_the_paired_t_test_against_din():
     results = _results("table1", {"din": ({}, [0.80, 0.81, 0.79]),
                                   "lmn": ({"num_keys": 8}, [0.81, 0.83, 0.79])})
-    din, lmn = experiment.summarize(results)
+    din, lmn = tables.summarize(results)
     # differences (0.01, 0.02, 0.00): t = sqrt(3) on 2 degrees of freedom
     assert lmn["p_vs_din"] == pytest.approx(1 - np.sin(np.arctan(np.sqrt(1.5))))
     assert "p_vs_din" not in din
-    assert f"| {lmn['p_vs_din']:.3g} |" in experiment.markdown(results)
+    assert f"| {lmn['p_vs_din']:.3g} |" in tables.markdown(results)
 
 
 def test_table2_scaling_trend(tmp_path):
     results = _results("table2", {f"√n = {k}": ({"num_keys": k}, aucs) for k, aucs in [
         (50, [0.80, 0.802]), (100, [0.803, 0.801]), (1000, [0.806, 0.808])]})
-    trend = experiment.scaling(experiment.summarize(results))
+    trend = tables.scaling(tables.summarize(results))
     assert trend["spearman"] == pytest.approx(1.0)
     assert trend["auc_gain"] == pytest.approx(0.006)
     assert trend["std"] == pytest.approx(np.std([0.80, 0.802], ddof=1))
     results["runs"][-1]["metrics"]["auc"] = 0.79  # √n = 1000 now the worst
-    assert experiment.scaling(experiment.summarize(results))["spearman"] == pytest.approx(-0.5)
-    experiment._write(tmp_path / "table2", results)
+    assert tables.scaling(tables.summarize(results))["spearman"] == pytest.approx(-0.5)
+    tables.plot_scaling(results, tmp_path / "table2.png")
     assert (tmp_path / "table2.png").stat().st_size > 0
-    assert "Spearman rho(√n, mean AUC) = -0.50" in (tmp_path / "table2.md").read_text()
+    assert "Spearman rho(√n, mean AUC) = -0.50" in tables.markdown(results)
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -155,8 +156,8 @@ def test_table2_scaling_trend(tmp_path):
 ])
 def test_experiment_defaults_per_table(argv, expected):
     parser = argparse.ArgumentParser()
-    experiment.add_arguments(parser)
-    settings = experiment.settings_of(parser.parse_args(argv))
+    command.add_arguments(parser)
+    settings = tables.settings_of(parser.parse_args(argv))
     assert {k: settings[k] for k in expected} == expected
 
 

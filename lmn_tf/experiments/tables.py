@@ -5,10 +5,11 @@
 - ablation: LMN's open design choices (read-out consumption, queries, stop-gradient, alpha).
 
 Each writes ``results/<table>[_<dataset>].md`` and ``.json`` (every run's config and metrics,
-the settings and the wall time), updated after every run. On synthetic data the tables also
-give the oracle's AUC (true click probabilities on the drawn labels) and the Bayes-optimal
-AUC. The defaults are sized for a 2-core CPU (see ``DEFAULTS``); pass ``--limit 0`` and
-more ``--epochs`` for full-data runs.
+the settings and the wall time; table2 also a ``.png``) through `lmn_tf.experiments.runner`,
+updated after every run; the same command run again trains only the runs not yet in them.
+On synthetic data the tables also give the oracle's AUC (true click probabilities on the
+drawn labels) and the Bayes-optimal AUC. The defaults are sized for a 2-core CPU (see
+``DEFAULTS``); pass ``--limit 0`` and more ``--epochs`` for full-data runs.
 
 Example:
     lmn-tf experiment table1 --dataset ml-1m
@@ -20,16 +21,18 @@ import argparse
 import contextlib
 import json
 import pathlib
-import subprocess
 import tempfile
-import time
 
 import numpy as np
 import tensorflow as tf
 
 from lmn_tf import evaluation
-from lmn_tf.train import DEFAULTS as TRAIN_DEFAULTS
-from lmn_tf.train import load_data, rate_or_none, train
+from lmn_tf.experiments.runner import ResultTable
+from lmn_tf.train import rate_or_none, train
+from lmn_tf.training.datasets import load_data
+from lmn_tf.training.run_dir import DEFAULTS as TRAIN_DEFAULTS
+
+TABLES = ("table1", "table2", "ablation")
 
 TABLE1_MODELS = ("base", "pooling", "din", "sim", "mimn", "lmn")
 TABLE2_KEYS = (50, 100, 200, 300, 500, 1000)
@@ -186,7 +189,7 @@ def plot_scaling(results: dict, path: pathlib.Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("table", choices=("table1", "table2", "ablation"))
+    """The flags of one table; ``lmn-tf experiment`` names the table (``args.table``)."""
     parser.add_argument("--dataset", choices=("ml-1m", "ml-100k", "synthetic"), default="ml-1m")
     # None = the table's default (DEFAULTS, then TABLE_DEFAULTS).
     parser.add_argument("--seeds", type=int, default=None, help="default 3 (table2: 2)")
@@ -213,22 +216,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    start = time.time()
     settings = settings_of(args)
     args = argparse.Namespace(**{**vars(args), **settings})
     suffix = "" if args.dataset == "ml-1m" else f"_{args.dataset.replace('-', '')}"
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     runs_dir = pathlib.Path(args.runs_dir or tempfile.mkdtemp(prefix="lmn-tf-experiment-"))
     data = load_data(args.dataset, args.limit or None, args.eval_limit or None)
-    settings = {"dataset": args.dataset, **settings}
-    results = {"table": args.table, "settings": settings, "runs": [], "complete": False,
-               "command": "lmn-tf experiment " + " ".join(_argv(args)), "code": code_version(),
-               "num_train": len(data[0]["label"]), "num_eval": len(data[1]["label"])}
+    table = ResultTable(
+        pathlib.Path(args.out) / f"{args.table}{suffix}",
+        "lmn-tf experiment " + " ".join(_argv(args)), key=lambda r: (r["row"], r["seed"]),
+        markdown=markdown, plot=plot_scaling if args.table == "table2" else None,
+        summary=summarize,
+        fields={"table": args.table, "settings": {"dataset": args.dataset, **settings},
+                "num_train": len(data[0]["label"]), "num_eval": len(data[1]["label"])})
     extra = json.loads(args.hparams)
     rows = _rows(args.table, args.models, args.num_keys)
     for seed in range(args.seeds):  # seed-major: a partial table still covers every row
         for label, model, hparams in rows:
+            if table.done((label, seed)):
+                print(f"== {args.table}: {label}, seed {seed}: in the table", flush=True)
+                continue
             hp = {**extra, **hparams} if model == "lmn" else hparams
             config = {"model": model, "dataset": args.dataset, "hparams": hp, "seed": seed,
                       "epochs": args.epochs, "batch_size": args.batch_size,
@@ -242,25 +248,10 @@ def run(args: argparse.Namespace) -> int:
                             data=data, verbose=0 if args.quiet else 1)
             print(f"   AUC {metrics['auc']:.4f}  LogLoss {metrics['logloss']:.4f}  "
                   f"({metrics['train_seconds']:.0f} s)", flush=True)
-            results["runs"].append({"row": label, "model": model, "hparams": hp, "seed": seed,
-                                    "metrics": metrics})
-            results["wall_seconds"] = time.time() - start
-            _write(out / f"{args.table}{suffix}", results)
-    results["complete"] = True
-    _write(out / f"{args.table}{suffix}", results)
-    print(markdown(results))
+            table.add({"row": label, "model": model, "hparams": hp, "seed": seed,
+                       "metrics": metrics})
+    print(table.finish())
     return 0
-
-
-def code_version() -> str | None:
-    """``git describe`` of the checkout this package runs from (a table says which code made
-    it), None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
-                             text=True, timeout=10, cwd=pathlib.Path(__file__).parent)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return f"commit {out.stdout.strip()}" if out.returncode == 0 else None
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
@@ -286,11 +277,3 @@ def _epochs(settings: dict) -> str:
         return (f"up to {settings['epochs']} epochs, early stopping on validation AUC "
                 f"(patience {settings['patience']})")
     return f"{settings['epochs']} epoch(s)"
-
-
-def _write(stem: pathlib.Path, results: dict) -> None:
-    results = {**results, "summary": summarize(results)}
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(results))
-    if results["table"] == "table2" and results["runs"]:
-        plot_scaling(results, stem.with_suffix(".png"))

@@ -5,7 +5,9 @@ through the profile) every model is trained once over ``exposures`` samples of e
 scored on fresh samples. Per cell: AUC, the share of the Base -> Bayes-optimal gap it closes,
 and the mean train-step time. Rows: Base, DIN, Cross (an explicit hashed profile x item
 embedding: the reference a memory should approach) and LMN at each √n with the memorisation
-settings below. Writes ``results/capacity.md``, ``.json`` and ``.png``, updated after each run.
+settings below. Writes ``results/capacity.md``, ``.json`` and ``.png`` through
+`lmn_tf.experiments.runner`, updated after each run; the same command run again trains only
+the cells not yet in them.
 
 Why these LMN settings (``lmn_tf.models.lmn.PRESETS["capacity"]``; each measured, see
 ``results/capacity.md``): the target item queries the memory with the user
@@ -26,12 +28,12 @@ import argparse
 import json
 import pathlib
 import tempfile
-import time
 
 import tensorflow as tf
 
 from lmn_tf.data import synthetic
-from lmn_tf.experiment import OPTIMIZER_KEYS, code_version
+from lmn_tf.experiments.runner import ResultTable
+from lmn_tf.experiments.tables import OPTIMIZER_KEYS
 from lmn_tf.models.lmn import PRESETS
 from lmn_tf.train import add_optimizer_arguments, train
 
@@ -115,9 +117,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    start = time.time()
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     argv = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                     for k, v in vars(args).items()
                     if k in ("sizes", "models", "num_keys", "seed", *OPTIMIZER_KEYS)
@@ -125,22 +124,16 @@ def run(args: argparse.Namespace) -> int:
     extra = json.loads(args.hparams)
     if extra:
         argv += f" --hparams '{json.dumps(extra)}'"
-    command = f"lmn-tf experiment capacity {argv}".strip()
-    results = {"command": command, "code": code_version(), "runs": [], "complete": False}
-    # A rerun of the same command keeps the cells it finished (each is written when done).
-    previous = out / "capacity.json"
-    earlier = 0.0  # seconds the finished cells took
-    finished = json.loads(previous.read_text()) if previous.is_file() else {}
-    if finished.get("command") == command:
-        results["runs"], earlier = finished["runs"], finished.get("wall_seconds", 0.0)
-    done = {(r["pairs"], r["row"]): r for r in results["runs"]}
+    table = ResultTable(pathlib.Path(args.out) / "capacity",
+                        f"lmn-tf experiment capacity {argv}".strip(),
+                        key=lambda r: (r["pairs"], r["row"]), markdown=markdown, plot=plot)
     train_config = {**TRAIN, **{k: getattr(args, k) for k in OPTIMIZER_KEYS}}
     runs_dir = pathlib.Path(tempfile.mkdtemp(prefix="lmn-tf-capacity-"))
     data_of, base_auc = {}, {}
     for pairs, label, model, hparams in cells(args.sizes, args.models, args.num_keys):
-        if (pairs, label) in done:
+        if done := table.done((pairs, label)):
             if model == "base":
-                base_auc[pairs] = done[(pairs, label)]["auc"]
+                base_auc[pairs] = done["auc"]
             continue
         groups, items, exposures = SIZES[pairs]
         if pairs not in data_of:
@@ -158,27 +151,16 @@ def run(args: argparse.Namespace) -> int:
             base_auc[pairs] = metrics["auc"]
         closed = (gap_closed(metrics["auc"], base_auc[pairs], metrics["bayes_auc"])
                   if pairs in base_auc else None)
-        results["runs"].append({
+        table.add({
             "pairs": pairs, "exposures": exposures, "row": label, "model": model,
             "hparams": hp, "auc": metrics["auc"], "bayes_auc": metrics["bayes_auc"],
             "gap_closed": closed, "ms_per_step": 1000 * metrics["train_seconds"] / steps})
         print(f"   AUC {metrics['auc']:.4f}" + (f"  gap closed {100 * closed:.0f}%"
                                                  if closed is not None else ""), flush=True)
-        results["wall_seconds"] = earlier + time.time() - start
-        _write(out / "capacity", results)
-    results["complete"] = True
-    results["wall_seconds"] = earlier + time.time() - start
-    _write(out / "capacity", results)
-    print(markdown(results))
+    print(table.finish())
     return 0
 
 
 def _default(key: str):
     return {"sizes": list(SIZES), "models": list(MODELS), "num_keys": list(NUM_KEYS),
             "seed": 0, **TRAIN}[key]
-
-
-def _write(stem: pathlib.Path, results: dict) -> None:
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(results))
-    plot(results, stem.with_suffix(".png"))
