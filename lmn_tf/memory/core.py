@@ -59,6 +59,10 @@ class TF:
     def lookup(store, ids):
         return store.lookup(ids)
 
+    @staticmethod
+    def batch_mean(store):
+        return store.batch_mean
+
 
 # --- arguments and inputs -------------------------------------------------------------------
 

@@ -99,6 +99,10 @@ class KerasOps:
     def lookup(store, ids):
         return ops.take(store.table, ids, axis=0)
 
+    @staticmethod
+    def batch_mean(store):
+        return lambda total, count: total / ops.maximum(count, 1.0)  # LocalValues' mean
+
 
 def array_namespace():
     """``core.TF`` on the TensorFlow backend, else ``KerasOps``."""
@@ -299,7 +303,7 @@ class LMNLayer(keras.layers.Layer):
         # In every mode, as in the tf-keras layer (evaluate's loss includes it).
         if self.memory_loss_weight > 0:
             loss = core.memory_loss(xp, m_o, xp.cast(m_q, xp.float32), keep,
-                                    self.memory_loss_stop_gradient, self.value_store.batch_mean)
+                                    self.memory_loss_stop_gradient, xp.batch_mean(self.value_store))
             self.add_loss(self.memory_loss_weight * loss)
         m_o = xp.cast(m_o, self.compute_dtype)
         return (m_o, slots) if return_slots else m_o
@@ -460,8 +464,9 @@ class MemoryAdam(keras.optimizers.Optimizer):
                 self.assign_sub(variable, tf.IndexedSlices(step, rows))
                 return
         read = ops.any(ops.not_equal(gradient, 0), axis=-1, keepdims=True)  # rows read
-        m_new = ops.where(read, b1 * m + (1 - b1) * gradient, m)
-        v_new = ops.where(read, b2 * v + (1 - b2) * ops.square(gradient), v)
+        m_old, v_old = ops.convert_to_tensor(m), ops.convert_to_tensor(v)  # where: no Variable
+        m_new = ops.where(read, b1 * m_old + (1 - b1) * gradient, m_old)
+        v_new = ops.where(read, b2 * v_old + (1 - b2) * ops.square(gradient), v_old)
         self.assign(m, m_new)
         self.assign(v, v_new)
         self.assign_sub(variable, ops.where(read, alpha * m_new / (ops.sqrt(v_new)

@@ -314,6 +314,17 @@ for training in (False, True):
     read, slots = layer(items, user, mask=mask, training=training, return_slots=True)
     out[f"out_{training}"] = keras.ops.convert_to_numpy(read)
     out[f"slots_{training}"] = keras.ops.convert_to_numpy(slots)
+# fit with MemoryAdam: only the rows read move here too (dense gradients, masked step)
+from lmn_tf.keras3 import MemoryAdam
+inp = [keras.Input(items.shape[1:]), keras.Input(user.shape[1:])]
+model = keras.Model(inp, keras.ops.mean(layer(*inp), (1, 2)))
+model.compile(optimizer=MemoryAdam(1e-3), loss="mse")
+table = layer.value_variables[0]
+before = keras.ops.convert_to_numpy(table).copy()
+_, slots = layer(items[:1], user[:1], training=True, return_slots=True)
+model.fit([items[:1], user[:1]], np.ones((1,), "float32"), verbose=0)
+moved = np.flatnonzero(np.any(keras.ops.convert_to_numpy(table) != before, axis=1))
+out["moved_equals_read"] = np.array_equal(moved, np.unique(keras.ops.convert_to_numpy(slots)))
 np.savez(sys.argv[5], **out)
 """
 
@@ -350,6 +361,7 @@ def test_other_backends_equal_tensorflow(backend, tmp_path):
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     got = np.load(tmp_path / "out.npz")
+    assert got["moved_equals_read"]
     for key, value in want.items():
         if key.startswith("slots"):
             np.testing.assert_array_equal(got[key], value, err_msg=key)
