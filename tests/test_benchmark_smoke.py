@@ -101,6 +101,15 @@ def test_layer_bench(tmp_path):
     assert json.loads(out.read_text())["rows"]
 
 
+def test_keras3_bench(tmp_path):
+    out = tmp_path / "keras3_bench.json"
+    bench("keras3_bench.py", "--sqrt-n", "8", *TINY_LAYER, "--dim", "4", "--key-dim", "4",
+          "--steps", "1", "--rounds", "1", "--warmup", "0", "--out", out)
+    results = json.loads(out.read_text())
+    assert {(r["layer"], r["step"]) for r in results["rows"]} == {
+        (layer, step) for layer in ("tf-keras", "keras3") for step in ("forward", "train")}
+
+
 def test_topk_bench(tmp_path):
     out = tmp_path / "topk_bench.json"
     bench("topk_bench.py", "--keys", "64", "--blocks", "8", "--sqrt-n", "8", *TINY_LAYER,
