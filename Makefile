@@ -4,9 +4,12 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTEST_ARGS ?= -ra --durations=15 --timeout=900
 # What the latest-TensorFlow run leaves out: Horovod does not build against it, and the
-# Bazel checks, the benchmark smoke runs (about 4 minutes) and the aiohttp-range test (both
-# venvs pin the same aiohttp) test what does not depend on the TensorFlow version.
-LATEST_DESELECT := not horovod and not bazel and not benchmark_smoke and not aiohttp_range
+# Bazel checks, the benchmark smoke runs (about 4 minutes), the aiohttp-range test (both
+# venvs pin the same aiohttp) and the Keras 3 model tests (both venvs have Keras 3.15.1; the
+# Keras-RS example trains, exports and serves one there) test what does not depend on the
+# TensorFlow version.
+LATEST_DESELECT := not horovod and not bazel and not benchmark_smoke and not aiohttp_range \
+	and not keras3_models
 
 .PHONY: demo test test-pinned test-latest lint env env-latest
 

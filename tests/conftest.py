@@ -39,6 +39,9 @@ def pytest_configure(config):
                             "mode (once per `make test`: the pinned run)")
     config.addinivalue_line("markers", "aiohttp_range: the REST server on the oldest and newest "
                             "aiohttp of setup.py's range (once per `make test`: the pinned run)")
+    config.addinivalue_line("markers", "keras3_models: Keras 3 models with lmn_tf.keras3's layer "
+                            "trained, saved, exported and served (once per `make test`: the "
+                            "pinned run; the latest run does it in the Keras-RS example)")
 
 
 @pytest.fixture

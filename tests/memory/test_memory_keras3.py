@@ -219,6 +219,7 @@ def _memory(model):
     return next(layer for layer in model.layers if isinstance(layer, K3Layer))
 
 
+@pytest.mark.keras3_models
 @pytest.mark.parametrize("kind", ["functional", "subclassed"])
 def test_fit_touches_only_the_rows_read_then_saves_and_reloads(kind, tmp_path):
     model = _model(kind)
@@ -266,6 +267,7 @@ def _graph_ops(concrete) -> set[str]:
                                          for n in f.node_def}
 
 
+@pytest.mark.keras3_models
 @pytest.mark.parametrize("kind", ["functional", "subclassed"])
 def test_export_is_served_by_lmn_tf_serve(kind, tmp_path):
     model = _model(kind)
