@@ -57,6 +57,16 @@ p.add_argument("--addr-warmup", type=float, default=0.0,
                "epoch first")
 p.add_argument("--input-norm", action="store_true",
                help="the memory's inputs scaled to unit RMS per example (each input alone)")
+p.add_argument("--qnorm", default="batch", choices=("batch", "layer", "moving"),
+               help="query_norm's statistics: the batch's (the layer's), each query's own "
+               "(LayerNorm over its d_k dimensions, as UltraMem), or the moving averages also "
+               "in training")
+p.add_argument("--decay", action="store_true",
+               help="the rest of the model's (and the addressing's) Adam rate decays to 0 "
+               "over the epoch (cosine)")
+p.add_argument("--readout", default="concat", choices=("concat", "gated"),
+               help="the read-out as one more MLP input, or added to the logit through a SiLU "
+               "gate of the embeddings (Memory+ of Memory Layers at Scale)")
 p.add_argument("--json", help="append the result line to this file")
 a = p.parse_args()
 rng = np.random.default_rng(a.seed)
@@ -92,6 +102,22 @@ def auc(y, s):
 
 bayes = auc(yte, pte)
 tf.keras.utils.set_random_seed(a.seed)
+# The inference path folds the batch statistics into the query MLP: a per-query norm reads
+# through the training path (it has no state to update, and the model has no dropout).
+EVAL_TRAINING = a.qnorm == "layer"
+if a.qnorm != "batch":
+    _batch_normalize = lmn_tf.LMNLayer._normalize
+
+    def _normalize(self, q, axis, keep, training, momentum=0.99, epsilon=1e-3):
+        if a.qnorm == "moving":
+            _batch_normalize(self, q, axis, keep, training)  # updates the moving moments
+            return _batch_normalize(self, q, axis, keep, False)
+        shape = tf.concat([tf.shape(q)[:-1], [self.num_heads, self.key_dim]], 0)
+        qh = tf.reshape(q, shape)  # (B, L, H, d_k)
+        m, v = tf.nn.moments(qh, -1, keepdims=True)
+        return tf.reshape((qh - m) * tf.math.rsqrt(v + epsilon), tf.shape(q))
+
+    lmn_tf.LMNLayer._normalize = _normalize
 
 
 class M(tf.keras.Model):
@@ -120,6 +146,9 @@ class M(tf.keras.Model):
             self.qi = tf.keras.layers.Embedding(NI, 32, trainable=a.qemb_trainable)
         if a.model == "pair":
             self.pe = tf.keras.layers.Embedding(G * NI, 8)
+        if a.readout == "gated":
+            self.gate = tf.keras.layers.Dense(32, "silu")
+            self.out = tf.keras.layers.Dense(1, use_bias=False)
 
     def memory_inputs(self, g, i):
         qi, qg = (self.qi(i), self.qg(g)) if a.fixed_emb else (self.ie(i), self.ge(g))
@@ -132,12 +161,17 @@ class M(tf.keras.Model):
         g, i = x
         ge, ie = self.ge(g), self.ie(i)
         h = [ge, ie]
+        gated = 0.0
         if self.mem is not None:
             qi, qg = self.memory_inputs(g, i)
-            h.append(self.mem(qi[:, None], qg, training=training)[:, 0])
+            r = self.mem(qi[:, None], qg, training=training)[:, 0]
+            if a.readout == "gated":
+                gated = self.out(r * self.gate(tf.concat(h, -1)))[:, 0]
+            else:
+                h.append(r)
         if a.model == "pair":
             h.append(self.pe(g * NI + i))
-        return self.mlp(tf.concat(h, -1))[:, 0]
+        return self.mlp(tf.concat(h, -1))[:, 0] + gated
 
 
 m = M()
@@ -155,8 +189,16 @@ elif a.addr_lr is not None:
 else:
     addr = []
 dense = [v for v in m.trainable_variables if v.ref() not in vref]
-adam = tf.keras.optimizers.legacy.Adam(a.lr)
-addr_adam = tf.keras.optimizers.legacy.Adam(a.lr if a.addr_warmup else (a.addr_lr or a.lr))
+n_steps = a.epochs * -(-G * NI * a.exposures // a.batch)
+
+
+def rate(r):
+    return tf.keras.optimizers.schedules.CosineDecay(r, n_steps) if a.decay else r
+
+
+adam = tf.keras.optimizers.legacy.Adam(rate(a.lr))
+addr_adam = tf.keras.optimizers.legacy.Adam(
+    a.lr if a.addr_warmup else rate(a.addr_lr or a.lr))
 if a.vopt == "adagrad":
     vopt = tf.keras.optimizers.legacy.Adagrad(a.vlr, initial_accumulator_value=a.vacc)
 elif a.vopt == "sparse_adam":
@@ -188,7 +230,7 @@ def step(g, i, y):
 
 def slots(g, i):
     qi, qg = m.memory_inputs(g, i)
-    _, sl = m.mem(qi[:, None], qg, return_slots=True)
+    _, sl = m.mem(qi[:, None], qg, return_slots=True, training=EVAL_TRAINING)
     return sl.numpy()[:, 0].reshape(len(g), -1)
 
 
@@ -218,7 +260,7 @@ drift = {f"kept_from_{int(100 * f)}pct": round(share_kept(sl, slots(*probe)), 3)
          for f, sl in snapshots.items()}
 pred = np.concatenate(
     [
-        m((gte[s : s + 8192], ite[s : s + 8192]), training=False).numpy()
+        m((gte[s : s + 8192], ite[s : s + 8192]), training=EVAL_TRAINING).numpy()
         for s in range(0, len(gte), 8192)
     ]
 )

@@ -54,8 +54,9 @@ def examples_per_second(name: str, hparams: dict, data, args) -> float:
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(0)
     model = build_model(name, vocab, **hparams)
-    model.compile(optimizer=train.config_optimizer(model, train.DEFAULTS))  # lmn-tf train's
     steps = args.warmup + args.steps
+    config = {**train.DEFAULTS, "num_train": steps * args.batch_size}  # the decay over the run
+    model.compile(optimizer=train.config_optimizer(model, config))  # lmn-tf train's
     ds = pipeline.make_dataset(train_arrays, args.batch_size, shuffle=True,
                                drop_remainder=True).repeat()
     timer = _StepTimer(args.warmup)

@@ -29,6 +29,7 @@ from lmn_tf.models import MODELS, build_model
 from lmn_tf.models.lmn import QUERIES
 from lmn_tf.training.datasets import DATASETS, load_data
 from lmn_tf.training.optimizer import (
+    LEARNING_RATE_DECAYS,
     VALUES_OPTIMIZERS,
     config_optimizer,
     make_optimizer,
@@ -56,6 +57,7 @@ __all__ = [
     "ADDED_KEYS",
     "DATASETS",
     "DEFAULTS",
+    "LEARNING_RATE_DECAYS",
     "LEGACY",
     "RESUMABLE_CHANGES",
     "VALUES_OPTIMIZERS",
@@ -220,6 +222,10 @@ def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
                         default=DEFAULTS["addressing_learning_rate"],
                         help="Adam rate of the memory's query MLPs and keys; 'none': the "
                              "rest's Adam trains them (the recipe before this flag)")
+    parser.add_argument("--learning-rate-decay", choices=LEARNING_RATE_DECAYS,
+                        default=DEFAULTS["learning_rate_decay"],
+                        help="'cosine': the Adam rates fall to 0 over the run (the values' "
+                             "rate stays); 'none': constant (the recipe before this flag)")
 
 
 def rate_or_none(text: str) -> float | None:
@@ -235,7 +241,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
             "values_optimizer": args.values_optimizer,
             "values_learning_rate": args.values_learning_rate,
             "values_initial_accumulator": args.values_initial_accumulator,
-            "addressing_learning_rate": args.addressing_learning_rate, "seed": args.seed,
+            "addressing_learning_rate": args.addressing_learning_rate,
+            "learning_rate_decay": args.learning_rate_decay, "seed": args.seed,
             "limit": args.limit, "eval_limit": args.eval_limit,
             "checkpoint_every": args.checkpoint_every, "history": args.history,
             "patience": args.patience, "validation": args.validation}

@@ -163,13 +163,16 @@ def test_experiment_defaults_per_table(argv, expected):
 
 def test_configs_from_before_the_feature_stack_read_as_their_old_setting():
     old = {"model": "din", "dataset": "ml-1m", "hparams": {"dropout": 0.1}}
-    adagrad = {"values_optimizer": "adagrad", "addressing_learning_rate": None}
+    adagrad = {"values_optimizer": "adagrad", "addressing_learning_rate": None,
+               "learning_rate_decay": "none"}
     assert train.stored_config(old) == {**old, **adagrad, "history": "positive", "hparams": {
         "feedback": False, "statistics": False, "dropout": 0.1}}
-    # Before the memory's optimizer recipe: Adagrad values, addressing at the dense rate.
+    # Before the memory's optimizer recipe: Adagrad values, addressing at the dense rate,
+    # constant rates.
     rated = {**old, "history": "rated"}
     assert train.stored_config(rated) == {**rated, **adagrad}
-    new = {**rated, "values_optimizer": "sparse_adam", "addressing_learning_rate": 1e-4}
+    new = {**rated, "values_optimizer": "sparse_adam", "addressing_learning_rate": 1e-4,
+           "learning_rate_decay": "cosine"}
     assert train.stored_config(new) == new
 
 

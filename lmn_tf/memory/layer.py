@@ -41,21 +41,26 @@ class LMNLayer(tf.keras.layers.Layer):
 
     Train it with three rates. Values are read only through ``value_store.lookup``, so their
     gradient is a ``tf.IndexedSlices``: give ``value_variables`` ``SparseAdam`` (a step only
-    for the rows read; a dense optimizer makes every step cost O(n)) at a high rate, so a
-    value is written within a few reads; give ``addressing_variables`` (query MLPs, keys) a
-    slow Adam, so the slots an input reads move slower than its values are written; and the
-    rest of the model its usual optimizer. With one rate for all, the addresses drift while
-    the values are written and the memory stores little (README, "Does the memory
-    memorise?"). Recipe (``lmn_tf.train.make_optimizer`` does this for the ranking models)::
+    for the rows read; a dense optimizer makes every step cost O(n)) at a high constant rate,
+    so a value is written within a few reads; give ``addressing_variables`` (query MLPs,
+    keys) a slow Adam, so the slots an input reads move slower than its values are written;
+    and decay the Adam rates (the rest of the model's too) to 0 over the run, so the inputs
+    stop drifting and the last writes are read back. With one constant rate for all, the
+    addresses drift while the values are written and the memory stores little (README, "Does
+    the memory memorise?"). Recipe (``lmn_tf.train.make_optimizer`` does this for the
+    ranking models)::
 
         def rest():  # called at apply time, after the layer is built
             memory = {v.ref() for v in layer.trainable_variables}
             return [v for v in model.trainable_variables if v.ref() not in memory]
 
+        def cosine(rate):  # steps: the whole run's training steps
+            return tf.keras.optimizers.schedules.CosineDecay(rate, steps)
+
         tfrs.experimental.optimizers.CompositeOptimizer([
             (lmn_tf.memory.SparseAdam(0.03), lambda: layer.value_variables),
-            (tf.keras.optimizers.legacy.Adam(1e-4), lambda: layer.addressing_variables),
-            (tf.keras.optimizers.legacy.Adam(1e-3), rest)])
+            (tf.keras.optimizers.legacy.Adam(cosine(1e-4)), lambda: layer.addressing_variables),
+            (tf.keras.optimizers.legacy.Adam(cosine(1e-3)), rest)])
 
     Args:
       num_keys: keys per axis, √n; the memory has ``num_keys**2`` slots.

@@ -32,14 +32,17 @@ from lmn_tf.models.testing import zero_features
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,
             "values_optimizer": "sparse_adam", "values_learning_rate": 0.03,
             "values_initial_accumulator": 0.1, "addressing_learning_rate": 1e-4, "seed": 0,
-            "checkpoint_every": 200, "history": "rated", "patience": 0, "validation": 0.1}
+            "learning_rate_decay": "cosine", "checkpoint_every": 200, "history": "rated",
+            "patience": 0, "validation": 0.1}
 # Config keys a run directory lets change between runs: none alters the trained model's math.
 RESUMABLE_CHANGES = ("epochs", "eval_limit", "num_eval", "checkpoint_every")
 # Config keys newer than some run directories (their default is what those runs did).
 ADDED_KEYS = ("values_initial_accumulator", "patience", "validation")
 # Config keys whose default changed: a config without the key ran with the old value
-# (addressing_learning_rate None: the memory's queries and keys trained with the dense Adam).
-LEGACY = {"history": "positive", "values_optimizer": "adagrad", "addressing_learning_rate": None}
+# (addressing_learning_rate None: the memory's queries and keys trained with the dense Adam;
+# learning_rate_decay "none": constant Adam rates).
+LEGACY = {"history": "positive", "values_optimizer": "adagrad", "addressing_learning_rate": None,
+          "learning_rate_decay": "none"}
 
 
 def history_of(config: dict) -> str:

@@ -181,6 +181,30 @@ def test_lmn_values_get_sparse_adam_addressing_a_slow_adam_and_only_read_rows_mo
     assert len(moved) > 0 and set(moved) <= set(read)
 
 
+def test_decay_stops_the_adam_parts_after_decay_steps_and_the_values_keep_learning():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, num_keys=16)
+    model(zero_features(1))
+    optimizer = make_optimizer(model, 1e-2, 0.1, addressing_learning_rate=1e-3, decay_steps=2)
+    model.compile(optimizer=optimizer)
+    f = random_features(vocab, 16)
+    # cosine: full rate at step 0, half at step 1 (of 2), 0 from step 2 on
+    _, slow, adam = optimizer.optimizers
+    assert [float(adam._decayed_lr(tf.float32)), float(slow._decayed_lr(tf.float32))] == [
+        pytest.approx(1e-2), pytest.approx(1e-3)]
+    model.train_on_batch(f)
+    model.train_on_batch(f)
+    (values,) = model.sparse_variables()
+    rest = [v for v in model.trainable_variables if v.ref() != values.ref()]
+    before = [v.numpy().copy() for v in rest], values.numpy().copy()
+    model.train_on_batch(f)
+    for v, b in zip(rest, before[0], strict=True):
+        np.testing.assert_array_equal(v.numpy(), b, err_msg=v.name)  # lr 0: no step
+    assert np.any(values.numpy() != before[1])
+    with pytest.raises(ValueError, match="decay_steps must be positive"):
+        make_optimizer(model, 1e-2, 0.1, decay_steps=0)
+
+
 @pytest.mark.parametrize("start", [0.1, 1e-10])
 def test_values_initial_accumulator_reaches_adagrad(start):
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
