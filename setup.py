@@ -63,9 +63,9 @@ TENSORFLOW = [
     "tensorflow-serving-api>=2.16,<2.22",
     "grpcio>=1.24.3,<2",  # lmn_tf.serving imports grpc and google.protobuf itself
     # lmn_tf.serving's REST front end: HTTP/1.1 parsing, keep-alive, graceful shutdown.
-    # rest.py subclasses its low-level server and connection: both ends of this range are
-    # tested (tests/serving/test_rest_aiohttp_range.py; .ci/aiohttp-oldest installs the
-    # lower bound). 3.13.4 is the first to refuse more than max_headers headers (431).
+    # serving/http_connection.py subclasses its server and connection: both ends of this
+    # range are tested (tests/serving/test_rest_aiohttp_range.py; .ci/aiohttp-oldest installs
+    # the lower bound). 3.13.4 is the first to refuse more than max_headers headers (431).
     "aiohttp>=3.13.4,<4",
     "protobuf>=3.20.3",
     "numpy>=1.26",

@@ -80,7 +80,7 @@ def size_and_load(num_keys: int, dtypes: list[str], repeats: int, base: str) -> 
 
 def auc_by_dtype(run_dir: str, dtypes: list[str], base: str, batch: int = 4096) -> dict:
     """AUC of the run's Keras model and of its export in each values dtype (from logits)."""
-    from lmn_tf import evaluation
+    from lmn_tf import ctr_metrics
     from lmn_tf.data import make_dataset
     from lmn_tf.train import history_of, load_data, load_run
 
@@ -88,10 +88,10 @@ def auc_by_dtype(run_dir: str, dtypes: list[str], base: str, batch: int = 4096) 
     _, eval_, _ = load_data(config["dataset"], eval_limit=config.get("eval_limit"),
                             progress=False, history=history_of(config))
     labels = eval_[schema.LABEL]
-    _, keras_logits = evaluation.predict(model, make_dataset(eval_, batch), verbose=0)
+    _, keras_logits = ctr_metrics.predict(model, make_dataset(eval_, batch), verbose=0)
     out = {"run_dir": run_dir, "dataset": config["dataset"], "limit": config.get("limit"),
            "n_eval": len(labels), "hparams": config.get("hparams", {}),
-           "keras_auc": evaluation.auc(labels, keras_logits.reshape(-1))}
+           "keras_auc": ctr_metrics.auc(labels, keras_logits.reshape(-1))}
     logits = {}
     for dtype in dtypes:
         path = export_saved_model(model, base, "lmn_run", values_dtype=dtype)
@@ -99,7 +99,7 @@ def auc_by_dtype(run_dir: str, dtypes: list[str], base: str, batch: int = 4096) 
         logits[dtype] = np.concatenate([
             serve(**{k: tf.constant(eval_[k][i:i + batch]) for k in schema.FEATURES}
                   )["logit"].numpy() for i in range(0, len(labels), batch)])
-        out[dtype] = {"auc": evaluation.auc(labels, logits[dtype]),
+        out[dtype] = {"auc": ctr_metrics.auc(labels, logits[dtype]),
                       "export_mb": dir_bytes(path) / 1e6,
                       "max_abs_logit_diff_vs_keras": float(np.max(np.abs(
                           logits[dtype] - keras_logits.reshape(-1))))}

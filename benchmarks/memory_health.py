@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import lmn_tf  # noqa: F401  (tf-keras before TensorFlow)
-from lmn_tf import checkpointing, evaluation
+from lmn_tf import checkpointing, ctr_metrics
 from lmn_tf.data import make_dataset
 from lmn_tf.memory import slot_usage_metrics
 from lmn_tf.train import DEFAULTS, history_of, load_data, load_run
@@ -65,9 +65,9 @@ def updated_rows(run_dir: str, config: dict) -> dict[str, float]:
 
 
 def aucs(labels, logits, warm) -> dict[str, float]:
-    return {"auc": evaluation.auc(labels, logits),
-            "auc_warm": evaluation.auc(labels[warm], logits[warm]),
-            "auc_cold": evaluation.auc(labels[~warm], logits[~warm])}
+    return {"auc": ctr_metrics.auc(labels, logits),
+            "auc_warm": ctr_metrics.auc(labels[warm], logits[warm]),
+            "auc_cold": ctr_metrics.auc(labels[~warm], logits[~warm])}
 
 
 def health(run_dir: str, data: dict, rows: int) -> dict:
@@ -75,7 +75,7 @@ def health(run_dir: str, data: dict, rows: int) -> dict:
     train, eval_arrays = data[config.get("limit"), history_of(config)]
     warm = np.isin(eval_arrays["user_id"], np.unique(train["user_id"]))
     dataset = make_dataset(eval_arrays, 4096)
-    labels, logits = evaluation.predict(model, dataset, verbose=0)
+    labels, logits = ctr_metrics.predict(model, dataset, verbose=0)
     row = {"run": run_dir, "model": config["model"], "warm_share": float(warm.mean()),
            **aucs(labels, logits, warm)}
     if hasattr(model, "memory"):
@@ -84,9 +84,9 @@ def health(run_dir: str, data: dict, rows: int) -> dict:
         row.update(updated_rows(run_dir, config))
         trained = values.numpy()
         values.assign(trained[np.random.default_rng(0).permutation(len(trained))])
-        _, permuted = evaluation.predict(model, dataset, verbose=0)
+        _, permuted = ctr_metrics.predict(model, dataset, verbose=0)
         values.assign(trained)
-        row["auc_values_permuted"] = evaluation.auc(labels, permuted)
+        row["auc_values_permuted"] = ctr_metrics.auc(labels, permuted)
     return row
 
 

@@ -21,7 +21,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from lmn_tf import checkpointing, evaluation
+from lmn_tf import checkpointing, ctr_metrics
 from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
 
@@ -80,9 +80,9 @@ class ValidationStopping(tf.keras.callbacks.Callback):
         self.patience, self.batch_size = patience, batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        labels, logits = evaluation.predict(
+        labels, logits = ctr_metrics.predict(
             self.model, lmn_data.make_dataset(self.validation, self.batch_size), verbose=0)
-        auc = evaluation.score(labels, logits)["auc"]
+        auc = ctr_metrics.score(labels, logits)["auc"]
         state = read_state(self.run)
         state["auc"] = {**state["auc"], str(epoch + 1): auc}
         aucs = {int(k): v for k, v in state["auc"].items() if int(k) <= epoch + 1}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lmn_tf.evaluation import evaluate_arrays
+from lmn_tf.ctr_metrics import evaluate_arrays
 from lmn_tf.training.datasets import load_data
 from lmn_tf.training.run_dir import history_of, load_run
 

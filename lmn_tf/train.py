@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf import checkpointing, early_stopping
+from lmn_tf.ctr_metrics import evaluate_arrays
 from lmn_tf.data import schema
-from lmn_tf.evaluation import evaluate_arrays
 from lmn_tf.models import MODELS, build_model
 from lmn_tf.models.lmn import QUERIES
 from lmn_tf.training.datasets import DATASETS, load_data

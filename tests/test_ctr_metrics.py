@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from lmn_tf.ctr_metrics import auc, log_loss, paired_t_test, rela_impr
 from lmn_tf.data.synthetic import expected_auc
-from lmn_tf.evaluation import auc, log_loss, paired_t_test, rela_impr
 
 
 def test_auc_four_examples_by_hand():

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from lmn_tf import checkpointing, early_stopping, train
 from lmn_tf import data as lmn_data
+from lmn_tf.ctr_metrics import predict, score
 from lmn_tf.data import schema
-from lmn_tf.evaluation import predict, score
 from lmn_tf.models.testing import random_arrays
 
 VOCAB = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)

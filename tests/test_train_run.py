@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from lmn_tf import cli, train
 from lmn_tf import data as lmn_data
+from lmn_tf.ctr_metrics import predict
 from lmn_tf.data import schema
-from lmn_tf.evaluation import predict
 from lmn_tf.experiments import command, runner, tables
 from lmn_tf.models.lmn import PRESETS, legacy_hparams
 from lmn_tf.models.testing import random_arrays

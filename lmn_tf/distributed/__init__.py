@@ -7,12 +7,12 @@ The only package that imports Horovod. From the command line::
 (``fit``: shard checkpoints for resume, a consolidated model that ``lmn-tf evaluate`` and
 ``lmn-tf export`` read unchanged.) From Python, ``values.AlltoallValues`` plugs into
 ``LMNLayer(value_store=...)``; ``training`` wraps the TFRS step's tape, broadcasts initial
-weights and shards the data; ``checkpoint`` saves every rank's shard and consolidates shards
+weights and shards the data; ``shard_checkpoints`` saves every rank's shard and consolidates shards
 into one table for export. Recipe, run under
 ``horovodrun -np N -H localhost:N --gloo python your_script.py``::
 
     import lmn_tf
-    from lmn_tf.distributed import checkpoint, training
+    from lmn_tf.distributed import shard_checkpoints, training
 
     training.init()
     model = build_model("lmn", vocab, value_store=training.value_store(), ...)
@@ -22,10 +22,10 @@ into one table for export. Recipe, run under
     model.fit(training.shard_dataset(unbatched, global_batch_size),
               callbacks=training.callbacks(chief_only=[tensorboard]),
               verbose=training.fit_verbose())
-    checkpoint.save(run_dir + "/shards", model, model.optimizer)   # every rank
+    shard_checkpoints.save(run_dir + "/shards", model, model.optimizer)   # every rank
     single = build_model("lmn", vocab, ...); single(zero_features(1))
-    checkpoint.copy_weights(model, single)       # every rank: allgather of the shards
-    checkpoint.run_on_chief(export, single, export_dir)             # rank 0 only
+    shard_checkpoints.copy_weights(model, single)       # every rank: allgather of the shards
+    shard_checkpoints.run_on_chief(export, single, export_dir)             # rank 0 only
 
 Every lookup of a sharded model is a collective: all ranks must run the same steps (hence
 ``shard_dataset`` drops the remainder). Evaluate the consolidated ``single`` model on rank 0,
@@ -35,7 +35,7 @@ which needs no other rank and sees every example.
 import re
 
 # Horovod 0.28.1, its newest release, compiles its TensorFlow ops against the installed
-# TensorFlow, and only up to 2.18 (../shared/LMN_SPEC.md; setup.py's `distributed` extra).
+# TensorFlow, and only up to 2.18 (setup.py's `distributed` extra; the README's version table).
 HOROVOD_MAX_TENSORFLOW = (2, 18)
 HOROVOD_BUILD = ("HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 "
                  "pip install --no-build-isolation 'lmn-tf[distributed]'")

@@ -5,8 +5,8 @@ Same run directory as a single-worker run, plus the shards:
 
     RUN/config.json    written by rank 0 ("world_size": N)
     RUN/shards/        every rank's checkpoint (its value shard + optimizer state) at each
-                       epoch's end, committed in two phases (`lmn_tf.distributed.checkpoint`):
-                       resume
+                       epoch's end, committed in two phases
+                       (`lmn_tf.distributed.shard_checkpoints`): resume
     RUN/checkpoints/   the consolidated single-worker model, one per epoch, written by rank 0
                        from the gathered shards: `lmn-tf evaluate`, `lmn-tf export` and
                        `load_run` read it unchanged
@@ -32,8 +32,8 @@ import tensorflow as tf
 from lmn_tf import checkpointing
 from lmn_tf import data as lmn_data
 from lmn_tf import train as single  # the command-line flags and report of `lmn-tf train`
-from lmn_tf.distributed import checkpoint, training
-from lmn_tf.evaluation import evaluate_arrays
+from lmn_tf.ctr_metrics import evaluate_arrays
+from lmn_tf.distributed import shard_checkpoints, training
 from lmn_tf.memory.values import LocalValues
 from lmn_tf.training.datasets import load_data
 from lmn_tf.training.optimizer import check_iterations, config_optimizer
@@ -61,10 +61,10 @@ class _EpochCheckpoints(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.assign(epoch + 1)
         self.step.assign((epoch + 1) * self.steps_per_epoch)
-        checkpoint.save(str(self.run / "shards"), self.model, self.model.optimizer,
-                        meta={"epoch": epoch + 1})  # all ranks; the commit holds the epoch
-        checkpoint.copy_weights(self.model, self.twin)  # allgather of the shards: all ranks
-        checkpoint.run_on_chief(self.manager.save, epoch + 1)
+        shard_checkpoints.save(str(self.run / "shards"), self.model, self.model.optimizer,
+                               meta={"epoch": epoch + 1})  # all ranks; the commit: the epoch
+        shard_checkpoints.copy_weights(self.model, self.twin)  # allgather of the shards: all ranks
+        shard_checkpoints.run_on_chief(self.manager.save, epoch + 1)
 
 
 PATIENCE_REFUSED = ("Early stopping is not supported with --horovod: train a fixed number "
@@ -93,13 +93,13 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
         return load_data(config["dataset"], config.get("limit"), config.get("eval_limit"),
                          progress=verbose > 0 and rank == 0, history=config["history"])
 
-    data = checkpoint.run_on_chief(load)  # rank 0 builds the data cache; the others read it
+    data = shard_checkpoints.run_on_chief(load)  # rank 0 builds the data cache; the others read it
     train_arrays, eval_arrays, vocab = data if rank == 0 else load()
     config = run_config(config, train_arrays, eval_arrays, vocab)
     check_config(run, config)  # every rank: all of them stop on a mismatch
     if training.is_chief():  # one writer for the run's metadata
         write_config(run, config)
-    checkpoint.barrier()
+    shard_checkpoints.barrier()
 
     tf.keras.utils.set_random_seed(config["seed"])  # same shuffle order on every rank
     # the shards exist (the model is built) before anything is broadcast
@@ -111,10 +111,10 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
     manager = checkpointing.Manager(ckpt, run / "checkpoints", max_to_keep=2)
     steps_per_epoch = config["num_train"] // config["batch_size"]
 
-    initial_epoch = 0
-    if checkpoint.committed(str(run / "shards")) is not None:  # resume: every rank its shard
-        initial_epoch = checkpoint.restore(str(run / "shards"), model, model.optimizer)["epoch"]
-        check_iterations(model.optimizer, initial_epoch * steps_per_epoch, str(run / "shards"))
+    initial_epoch, shards = 0, str(run / "shards")
+    if shard_checkpoints.committed(shards) is not None:  # resume: every rank its shard
+        initial_epoch = shard_checkpoints.restore(shards, model, model.optimizer)["epoch"]
+        check_iterations(model.optimizer, initial_epoch * steps_per_epoch, shards)
     check_not_past(run / "shards", initial_epoch, config["epochs"])
 
     global_batches = lmn_data.epoch_batches(  # epoch e's order depends on (seed, e) only
@@ -130,14 +130,14 @@ def train(config: dict, run_dir: str | pathlib.Path, verbose: int = 1) -> dict |
                              _EpochCheckpoints(run, twin, manager, ckpt, steps_per_epoch)])
     metrics = {"train_seconds": time.time() - start, "world_size": size,
                "initial_epoch": initial_epoch}
-    checkpoint.copy_weights(model, twin)  # all ranks: the consolidated model for evaluation
+    shard_checkpoints.copy_weights(model, twin)  # all ranks: the consolidated model for evaluation
 
     def evaluate():
         metrics.update(evaluate_arrays(twin, eval_arrays, config["batch_size"], verbose))
         write_json(run / "metrics.json", metrics)
         return metrics
 
-    return checkpoint.run_on_chief(evaluate)  # the consolidated model needs no other rank
+    return shard_checkpoints.run_on_chief(evaluate)  # the consolidated model needs no other rank
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

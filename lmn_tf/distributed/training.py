@@ -12,7 +12,7 @@ Launch with ``horovodrun -np N -H localhost:N --gloo python script.py`` (the rec
 - ``broadcast_variables(model)`` after building, or ``callbacks(model)`` in ``fit``: rank 0's
   initial replicated weights everywhere; shards are never broadcast (each rank owns others).
 - ``shard_dataset`` gives each rank its slice with an equal number of steps.
-- ``is_chief()`` gates logging, checkpoint metadata and export (see ``checkpoint.py``).
+- ``is_chief()`` gates logging, checkpoint metadata and export (see ``shard_checkpoints.py``).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def callbacks(chief_only: list | tuple = ()) -> list:
     """The callbacks of a distributed ``fit``, first in the list: broadcast the initial
     weights, average the logs over ranks; then ``chief_only`` (loggers, TensorBoard,
     exporters) on rank 0 alone. Checkpoint writers are not chief-only: see
-    ``lmn_tf.distributed.checkpoint``."""
+    ``lmn_tf.distributed.shard_checkpoints``."""
     return [BroadcastVariables(), AverageBatchLogs(), *(chief_only if is_chief() else [])]
 
 

@@ -26,7 +26,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from lmn_tf import evaluation
+from lmn_tf import ctr_metrics
 from lmn_tf.experiments.runner import ResultTable
 from lmn_tf.train import rate_or_none, train
 from lmn_tf.training.datasets import load_data
@@ -105,10 +105,10 @@ def summarize(results: dict) -> list[dict]:
             pairs = [(r["metrics"]["auc"], ref[r["seed"]]) for r in runs if r["seed"] in ref]
             if not pairs or ref_name == name:
                 continue
-            row[key], row[key + "_std"] = _mean_std([evaluation.rela_impr(*p) for p in pairs])
+            row[key], row[key + "_std"] = _mean_std([ctr_metrics.rela_impr(*p) for p in pairs])
             if key == "relaimpr_vs_din" and len(pairs) > 1:
                 with contextlib.suppress(ValueError):  # equal differences: no p-value
-                    _, row["p_vs_din"] = evaluation.paired_t_test(*zip(*pairs, strict=True))
+                    _, row["p_vs_din"] = ctr_metrics.paired_t_test(*zip(*pairs, strict=True))
         for k in ("oracle_auc", "bayes_auc"):
             if k in runs[0]["metrics"]:
                 row[k] = runs[0]["metrics"][k]
@@ -153,7 +153,7 @@ def markdown(results: dict) -> str:
                   f"{trend['std']:.4f}). Plot: `{results['table']}.png`."]
     lines += ["", "RelaImpr = (AUC - 0.5)/(AUC_ref - 0.5) - 1, paired by seed; ± is the std "
               "over seeds (ddof 1). p vs DIN: two-sided paired t-test of the AUCs by seed "
-              "(`lmn_tf.evaluation.paired_t_test`). Warm users have events in the training "
+              "(`lmn_tf.ctr_metrics.paired_t_test`). Warm users have events in the training "
               "window, cold users none."]
     return "\n".join(lines) + "\n"
 
@@ -164,7 +164,7 @@ def scaling(rows: list[dict]) -> dict[str, float]:
     and the larger std of those two rows."""
     keys = np.array([r["num_keys"] for r in rows], dtype=np.float64)
     aucs = np.array([r["auc"] for r in rows])
-    rho = float(np.corrcoef(evaluation.ranks(keys), evaluation.ranks(aucs))[0, 1])
+    rho = float(np.corrcoef(ctr_metrics.ranks(keys), ctr_metrics.ranks(aucs))[0, 1])
     lo, hi = rows[int(keys.argmin())], rows[int(keys.argmax())]
     return {"spearman": rho, "auc_gain": hi["auc"] - lo["auc"],
             "std": max(hi["auc_std"], lo["auc_std"])}

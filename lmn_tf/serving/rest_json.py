@@ -16,7 +16,6 @@ import base64
 import binascii
 import functools
 import json
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,15 +23,16 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf.serving.errors import invalid_argument
+from lmn_tf.serving.json_limits import (
+    MAX_DEPTH,
+    depth_over,
+    has_lone_surrogate,
+    max_depth_bound,
+    may_hold_surrogate,
+)
 
 ROW, COLUMNAR = "row", "columnar"
 _MAX_ECHO = 200  # characters of a JSON value quoted in an error message
-# Deeper documents are refused: a tensor has at most 64 dimensions here (numpy's limit), and
-# the converters below recurse once per level.
-MAX_DEPTH = 100
-_STEP = np.zeros(256, np.int32)  # byte -> its change of bracket depth
-_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def parse_body(body: bytes) -> dict:
@@ -46,7 +46,7 @@ def parse_body(body: bytes) -> dict:
     if not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
     too_deep = invalid_argument(f"JSON Parse error: nesting deeper than {MAX_DEPTH} levels")
-    if _max_depth_bound(body) > MAX_DEPTH and _depth_over(body):
+    if max_depth_bound(body) > MAX_DEPTH and depth_over(body):
         raise too_deep
     try:
         doc = json.loads(body)
@@ -58,7 +58,7 @@ def parse_body(body: bytes) -> dict:
         raise invalid_argument(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
     except RecursionError:  # unreachable after the depth check; kept as the last guard
         raise too_deep from None
-    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(doc):
+    if may_hold_surrogate(body) and has_lone_surrogate(doc):
         # json accepts "\ud800" alone; it cannot become UTF-8 (a proto string, a tensor)
         raise invalid_argument("JSON Parse error: The surrogate pair in string is invalid.")
     if not isinstance(doc, dict):
@@ -70,53 +70,6 @@ def parse_body(body: bytes) -> dict:
             "string value."
         )
     return doc
-
-
-def _max_depth_bound(body: bytes) -> int:
-    """Bracket depth counting brackets inside strings too: an upper bound, vectorised.
-
-    Every request pays this, so the common case is two C-speed counts: a body with at most
-    MAX_DEPTH opening brackets cannot nest deeper. (np.isin here cost a quarter of the
-    server's CPU at 1-row requests: it sorts on every call.)
-    """
-    opening = body.count(b"[") + body.count(b"{")
-    if opening <= MAX_DEPTH:
-        return opening
-    return int(np.cumsum(_STEP[np.frombuffer(body, np.uint8)]).max(initial=0))
-
-
-def _depth_over(body: bytes) -> bool:
-    """The exact depth (brackets in strings skipped) exceeds MAX_DEPTH."""
-    depth, in_string, escaped = 0, False, False
-    for c in body.decode("utf-8", errors="replace"):
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (c == "\\", c != '"')
-        elif c == '"':
-            in_string = True
-        elif c in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        elif c in "]}":
-            depth -= 1
-    return False
-
-
-def _has_lone_surrogate(doc: Any) -> bool:
-    stack = [doc]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            stack.extend(v)
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, str):
-            try:
-                v.encode()
-            except UnicodeEncodeError:
-                return True
-    return False
 
 
 def request_arrays(doc: dict, tensor_infos: Mapping[str, Any]) -> tuple[str, dict[str, np.ndarray]]:

@@ -95,7 +95,7 @@ class Servable:
         sig = self.signature(signature_name)
         if sig.method_name not in _METHODS:  # e.g. __saved_model_init_op
             # TF-Serving's predict_util.cc says INTERNAL; the request is what is wrong here,
-            # and a client's choice must never look like a server fault (issue #9)
+            # and a client's choice must never look like a server fault
             raise invalid_argument(
                 "Expected prediction signature method_name to be one of {"
                 f"{', '.join(_METHODS)}}}. Was: {sig.method_name}",

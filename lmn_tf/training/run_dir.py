@@ -5,7 +5,7 @@ checkpoint's contents, and the model rebuilt from it (`load_run`).
     RUN/checkpoints/     Checkpoint(model, optimizer, epoch, step) at each epoch's end,
                          ckpt-<epoch>: what load_run, evaluate, export read
     RUN/checkpoints/mid-epoch/   the same every ``checkpoint_every`` steps: resume only
-    RUN/shards/          Horovod runs: every rank's shard (`lmn_tf.distributed.checkpoint`)
+    RUN/shards/          Horovod runs: every rank's shard (`lmn_tf.distributed.shard_checkpoints`)
     RUN/logs/            TensorBoard
     RUN/metrics.json     the final evaluation
 

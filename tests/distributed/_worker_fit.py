@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import schema
-from lmn_tf.distributed import checkpoint, training
+from lmn_tf.distributed import shard_checkpoints, training
 from lmn_tf.memory.values import LocalValues
 from lmn_tf.models import build_model
 from lmn_tf.models.testing import random_arrays, zero_features
@@ -42,7 +42,7 @@ def build(store):
 tf.keras.utils.set_random_seed(0)
 twin = build(LocalValues())  # the single-worker model's initial weights, same in every run
 model = build(training.value_store())  # AlltoallValues when size > 1
-checkpoint.copy_weights(twin, model)
+shard_checkpoints.copy_weights(twin, model)
 arrays = random_arrays(VOCAB, GLOBAL_BATCH * STEPS, seed=1)
 if mode == "full":  # every history full-length: equal item counts on every rank
     arrays["hist_item_ids"] = np.random.default_rng(2).integers(
@@ -73,17 +73,17 @@ model.fit(training.shard_dataset(data, GLOBAL_BATCH), epochs=epochs,
           steps_per_epoch=STEPS if mode == "kill" else None, verbose=0,
           callbacks=[*training.callbacks(), Record()])
 final = build(LocalValues())
-checkpoint.copy_weights(model, final)  # consolidated: shards gathered into one table
+shard_checkpoints.copy_weights(model, final)  # consolidated: shards gathered into one table
 if training.is_chief():
     np.savez(f"{out_dir}/weights.npz", *[w.numpy() for w in final.weights])
 
 # Resume: per-rank checkpoint (weights + optimizer state) into a fresh model, then two more
 # steps on both; equal weights afterwards mean the optimizer state came back too.
-checkpoint.save(f"{out_dir}/ckpt", model, model.optimizer)
+shard_checkpoints.save(f"{out_dir}/ckpt", model, model.optimizer)
 tf.keras.utils.set_random_seed(5)
 resumed = build(training.value_store())
 resumed.compile(optimizer=make_optimizer(resumed, 0.01, 0.2))
-checkpoint.restore(f"{out_dir}/ckpt", resumed, resumed.optimizer)
+shard_checkpoints.restore(f"{out_dir}/ckpt", resumed, resumed.optimizer)
 training.distribute(resumed)
 more = training.shard_dataset(data.take(2 * GLOBAL_BATCH), GLOBAL_BATCH)
 for m in (model, resumed):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from lmn_tf.distributed import checkpoint, training
+from lmn_tf.distributed import shard_checkpoints, training
 from lmn_tf.distributed.values import AlltoallValues
 from lmn_tf.memory import LMNLayer
 from lmn_tf.memory.ops import selection
@@ -60,7 +60,7 @@ tf.random.set_seed(1)
 local = build(GlobalMeanValues())
 training.broadcast_variables(local)  # unseeded Keras initializers differ per process
 sharded = build(AlltoallValues())
-checkpoint.copy_weights(local, sharded)  # local -> shards: the same model on every rank
+shard_checkpoints.copy_weights(local, sharded)  # local -> shards: the same model on every rank
 value_index = next(i for i, w in enumerate(sharded.trainable_weights)
                if w is sharded.value_variables[0])
 result = {"selection_kernel": selection.kernel_available()}  # which path the layer ran
@@ -84,13 +84,13 @@ for mode, fn in [("eager", grads), ("function", tf.function(grads))]:
 
 # Sharded checkpoint -> a fresh sharded layer -> consolidated into a fresh local layer.
 ckpt_dir = f"{sys.argv[1]}/ckpt"
-checkpoint.save(ckpt_dir, sharded)
+shard_checkpoints.save(ckpt_dir, sharded)
 tf.random.set_seed(2)
 restored = build(AlltoallValues())
 changed = float(np.abs(restored.value_variables[0] - sharded.value_variables[0]).max())
-checkpoint.restore(ckpt_dir, restored)
+shard_checkpoints.restore(ckpt_dir, restored)
 single = build()
-checkpoint.copy_weights(restored, single)  # shards -> one table (allgather)
+shard_checkpoints.copy_weights(restored, single)  # shards -> one table (allgather)
 items, user, mask, _ = inputs_for(rank)
 # The saved model itself is the reference: query_norm's moving moments are state that the
 # training-mode calls above moved differently in `local` (called once per rank's inputs).

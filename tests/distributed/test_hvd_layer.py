@@ -42,9 +42,10 @@ def test_restore_refuses_another_world_size(tmp_path):
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
-    from lmn_tf.distributed import checkpoint
+    from lmn_tf.distributed import shard_checkpoints
 
     hvd.init()  # a single process: world size 1
-    (tmp_path / checkpoint.WORLD_FILE).write_text(json.dumps({"world_size": 2, "version": 1}))
+    world = {"world_size": 2, "version": 1}
+    (tmp_path / shard_checkpoints.WORLD_FILE).write_text(json.dumps(world))
     with pytest.raises(ValueError, match="holds 2 shards"):
-        checkpoint.restore(str(tmp_path), tf.keras.Sequential())
+        shard_checkpoints.restore(str(tmp_path), tf.keras.Sequential())

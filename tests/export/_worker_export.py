@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import schema
-from lmn_tf.distributed import checkpoint, training
+from lmn_tf.distributed import shard_checkpoints, training
 from lmn_tf.distributed.values import AlltoallValues
 from lmn_tf.export import export_saved_model
 from lmn_tf.models import build_model
@@ -32,7 +32,7 @@ local(zero_features(1))
 training.broadcast_variables(local)  # the same single-worker model on every rank
 sharded = build_model("lmn", VOCAB, **TINY, value_store=AlltoallValues())
 sharded(zero_features(1))
-checkpoint.copy_weights(local, sharded)
+shard_checkpoints.copy_weights(local, sharded)
 features = {k: v for k, v in random_arrays(VOCAB, 8, seed=2).items() if k != schema.LABEL}
 path = export_saved_model(sharded, str(out_dir / "models"), "lmn", warmup=features,
                           write=training.is_chief())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lmn_tf import ctr_metrics
 from lmn_tf import data as lmn_data
-from lmn_tf import evaluation
 from lmn_tf.data import schema, synthetic
 from lmn_tf.memory import SparseAdam
 from lmn_tf.models import MODELS, build_model
@@ -49,8 +49,8 @@ def test_model_trains_and_beats_constant_predictor(name, tiny_data):
     changed = [not np.array_equal(b, a) for b, a in zip(before, after, strict=True)]
     assert sum(changed) > len(changed) // 2  # two steps moved the weights
     model.fit(ds, epochs=3, verbose=0)
-    labels, logits = evaluation.predict(model, lmn_data.make_dataset(train, 512), verbose=0)
-    metrics = evaluation.score(labels, logits)
+    labels, logits = ctr_metrics.predict(model, lmn_data.make_dataset(train, 512), verbose=0)
+    metrics = ctr_metrics.score(labels, logits)
     p = labels.mean()
     constant = -(p * np.log(p) + (1 - p) * np.log(1 - p))  # LogLoss of the best constant
     assert metrics["auc"] > 0.6, metrics

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/confte
 def hvd_checkpoint():
     import horovod.tensorflow as hvd
 
-    from lmn_tf.distributed import checkpoint
+    from lmn_tf.distributed import shard_checkpoints
 
     hvd.init()
-    return checkpoint
+    return shard_checkpoints
 
 
 def model_with(value: float):

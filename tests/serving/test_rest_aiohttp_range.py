@@ -1,10 +1,11 @@
-"""The REST front end on both ends of aiohttp's declared range (setup.py: ``aiohttp>=3.10,<4``).
+"""The REST front end on both ends of aiohttp's declared range (setup.py's ``aiohttp>=...``).
 
-aiohttp's public API cannot express four things ``lmn_tf/serving/rest.py`` does, so it
-subclasses aiohttp's connection and server; an aiohttp release inside the range could break
-them. Each is exercised here, over raw sockets, against a real ``lmn-tf serve`` on the newest
-aiohttp (the one the venv pins) and on the oldest the range admits (``.ci/aiohttp-oldest``
-installs it; the server runs with it first on ``PYTHONPATH``):
+aiohttp's public API cannot express four things the REST front end does, so
+``lmn_tf/serving/http_connection.py`` subclasses aiohttp's connection and server; an aiohttp
+release inside the range could break them. Each is exercised here, over raw sockets, against
+a real ``lmn-tf serve`` on the newest aiohttp (the one the venv pins) and on the oldest the
+range admits (``.ci/aiohttp-oldest`` installs it; the server runs with it first on
+``PYTHONPATH``):
 
 - requests aiohttp's parser refuses get a JSON 4xx (414, 431, 400), not a text page
   (``handle_error``), and no ERROR line in the log (``log_exception``);
