@@ -3,9 +3,10 @@
 Built the Keras 3 way: a functional model whose behaviour-history items query
 ``lmn_tf.keras3.LMNLayer`` with the user, a Keras-RS ``FeatureCross`` (DCN) over the user,
 the target item and the pooled memory read-out, an MLP, then ``model.fit`` with
-``MemoryAdam`` (the memory's three-rate recipe). Then it exports a SavedModel with
-``model.export``, serves it with ``lmn-tf serve``, queries five evaluation events over REST
-and gRPC and checks the served scores against the in-process ones (within 1e-5).
+``MemoryAdam`` (the memory's three-rate recipe, the Adam rates decaying over the run). Then
+it exports a SavedModel with ``model.export``, serves it with ``lmn-tf serve``, queries five
+evaluation events over REST and gRPC and checks the served scores against the in-process
+ones (within 1e-5).
 
     pip install "lmn-tf[keras3]"
     python examples/keras_rs_ranking.py              # ML-1M: 200k training, 50k eval events
@@ -39,6 +40,7 @@ from lmn_tf.serving import (
 
 INPUTS = ("user_id", "user_gender", "user_age", "user_occupation", "item_id",
           "hist_item_ids", "hist_ratings")
+BATCH = 256
 TOLERANCE = 1e-5  # served vs in-process: the same graph, float32 on both sides
 
 
@@ -101,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = {k: test[k] for k in INPUTS}, test[schema.LABEL]
 
     model = build_model(vocab, num_keys)
+    steps = args.epochs * -(-len(y) // BATCH)  # the Adam rates decay to 0 over the run
     model.compile(optimizer=MemoryAdam(1e-3, values_learning_rate=0.03,
-                                       addressing_learning_rate=1e-4),
+                                       addressing_learning_rate=1e-4, decay_steps=steps),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True),
                   metrics=[keras.metrics.AUC(from_logits=True, name="auc")])
-    model.fit(x, y, batch_size=256, epochs=args.epochs, verbose=2)
+    model.fit(x, y, batch_size=BATCH, epochs=args.epochs, verbose=2)
     auc = model.evaluate(x_test, y_test, batch_size=1024, verbose=0, return_dict=True)["auc"]
     print(f"{dataset}: {len(y)} training events, eval AUC {auc:.4f} on {len(y_test)} events")
 

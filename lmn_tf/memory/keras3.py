@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import keras
+import numpy as np
 from keras import ops
 
 from lmn_tf.memory import core
@@ -148,7 +149,8 @@ class LMNLayer(keras.layers.Layer):
       it runs ``keras.ops`` with the backend's stock top-K; value gradients are dense there,
       and ``value_store`` must be ``LocalValues``.
     - Training recipe: ``MemoryAdam`` (one optimizer: values lazily at 0.03, addressing at
-      1e-4, the rest at ``learning_rate``), instead of a ``CompositeOptimizer``.
+      1e-4, the rest at ``learning_rate``, the Adam rates decaying over ``decay_steps``),
+      instead of a ``CompositeOptimizer``.
     - The memory loss is added with ``add_loss`` (part of ``fit``'s loss) but not reported
       as a ``memory_loss`` metric: Keras 3 layers cannot add metrics in ``call``.
     - ``model.export(path)`` traces the stock selection ops (stock TF-Serving cannot load
@@ -392,14 +394,20 @@ class MemoryAdam(keras.optimizers.Optimizer):
     part: a layer's value table (``value_variables``) lazily, as ``lmn_tf.memory.SparseAdam``
     does (only the rows read get a step and move their moments), at ``values_learning_rate``;
     its query MLPs and keys (``addressing_variables``) at ``addressing_learning_rate``; every
-    other variable at ``learning_rate``. On TensorFlow a value step costs O(rows read) (the
-    gradient is a ``tf.IndexedSlices``); on JAX and PyTorch, whose gradients are dense, it
-    costs O(n) and a row counts as read where its gradient is not zero.
+    other variable at ``learning_rate``. With ``decay_steps`` the two Adam rates (addressing
+    and the rest) decay to 0 on a cosine over that many steps while the values' rate stays,
+    as in the tf-keras recipe (``CosineDecay`` on both Adams). On TensorFlow a value step
+    costs O(rows read) (the gradient is a ``tf.IndexedSlices``); on JAX and PyTorch, whose
+    gradients are dense, it costs O(n) and a row counts as read where its gradient is not
+    zero.
 
     Args:
-      learning_rate: the rest of the model's rate (a float or a schedule).
-      values_learning_rate: the value tables' rate.
+      learning_rate: the rest of the model's rate (a float, or a schedule without
+        ``decay_steps``).
+      values_learning_rate: the value tables' rate, constant.
       addressing_learning_rate: the query MLPs' and keys' rate.
+      decay_steps: the run's training steps: cosine decay of the Adam rates to 0 over
+        them (``CosineDecay(rate, decay_steps)``); None keeps them constant.
       beta_1, beta_2, epsilon: as in Adam.
       **kwargs: base optimizer arguments (``name``, ``clipnorm``, ...).
 
@@ -411,16 +419,20 @@ class MemoryAdam(keras.optimizers.Optimizer):
     """
 
     def __init__(self, learning_rate=1e-3, values_learning_rate: float = 0.03,
-                 addressing_learning_rate: float = 1e-4, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-7, name: str = "memory_adam",
-                 **kwargs):
+                 addressing_learning_rate: float = 1e-4, decay_steps: int | None = None,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 name: str = "memory_adam", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         for arg, rate in (("values_learning_rate", values_learning_rate),
                           ("addressing_learning_rate", addressing_learning_rate)):
             if not rate >= 0:
                 raise ValueError(f"`{arg}` must be >= 0. Received: {arg}={rate!r}")
+        if decay_steps is not None and (not isinstance(decay_steps, int) or decay_steps <= 0):
+            raise ValueError("`decay_steps` must be a positive int or None. "
+                             f"Received: decay_steps={decay_steps!r}")
         self.values_learning_rate = float(values_learning_rate)
         self.addressing_learning_rate = float(addressing_learning_rate)
+        self.decay_steps = decay_steps
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def build(self, var_list):
@@ -437,6 +449,9 @@ class MemoryAdam(keras.optimizers.Optimizer):
         rate = {"values": self.values_learning_rate,
                 "addressing": self.addressing_learning_rate}.get(role, learning_rate)
         dtype = variable.dtype
+        if role != "values" and self.decay_steps:  # CosineDecay(rate, decay_steps), alpha 0
+            done = ops.minimum(ops.cast(self.iterations, "float32"), float(self.decay_steps))
+            rate = rate * 0.5 * (1 + ops.cos(np.pi * done / self.decay_steps))
         t = ops.cast(self.iterations + 1, dtype)
         b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
         alpha = ops.cast(rate, dtype) * ops.sqrt(1 - ops.power(b2, t)) / (1 - ops.power(b1, t))
@@ -476,6 +491,7 @@ class MemoryAdam(keras.optimizers.Optimizer):
         config = super().get_config()
         config.update({"values_learning_rate": self.values_learning_rate,
                        "addressing_learning_rate": self.addressing_learning_rate,
+                       "decay_steps": self.decay_steps,
                        "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon})
         return config
 

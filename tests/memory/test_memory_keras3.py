@@ -374,3 +374,36 @@ def test_other_backends_equal_tensorflow(backend, tmp_path):
 def test_lmn_tf_import_keeps_tf_keras_and_keras3_apart():
     assert tf.keras.__name__.startswith("tf_keras") and keras.__version__.startswith("3.")
     assert lmn_tf.LMNLayer is K2Layer and Path(k3.__file__).name == "keras3.py"
+
+
+def test_memory_adam_steps_like_the_tf_keras_recipe():
+    """MemoryAdam(decay_steps) against the docstring's CompositeOptimizer parts: SparseAdam on
+    the values, Adam on a cosine-decayed rate on the addressing; equal weights after steps
+    before, at and after the end of the decay (the addressing then stops, the values not)."""
+    from lmn_tf.memory import SparseAdam
+
+    k2, k3_layer, pairs = _pair(num_heads=2)
+    items, user, mask = _inputs(5)
+    decay = 2
+    parts2 = [(SparseAdam(0.03), k2.value_variables),
+              (tf.keras.optimizers.legacy.Adam(
+                  tf.keras.optimizers.schedules.CosineDecay(1e-4, decay)),
+               k2.addressing_variables)]
+    opt3 = MemoryAdam(1e-3, values_learning_rate=0.03, addressing_learning_rate=1e-4,
+                      decay_steps=decay)
+    for _ in range(decay + 2):
+        for layer in (k2, k3_layer):
+            with tf.GradientTape() as tape:
+                out = layer(items, user, mask=mask, training=True)
+                loss = tf.reduce_mean(out**2) + tf.add_n(layer.losses)
+            grads = dict(zip(map(id, layer.trainable_variables),
+                             tape.gradient(loss, layer.trainable_variables), strict=True))
+            if layer is k2:
+                for opt, variables in parts2:
+                    opt.apply_gradients([(grads[id(v)], v) for v in variables])
+            else:
+                opt3.apply_gradients([(grads[id(v)], v) for v in layer.trainable_variables])
+    for v2, v3 in pairs:  # float32 Adam steps in a different op order: rounding only
+        np.testing.assert_allclose(v3.numpy(), v2.numpy(), atol=1e-6, rtol=0, err_msg=v2.name)
+    with pytest.raises(ValueError, match="decay_steps"):
+        MemoryAdam(decay_steps=0)
