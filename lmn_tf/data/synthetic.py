@@ -37,6 +37,7 @@ from lmn_tf.data.features import PROFILE_FIELDS, log_features
 from lmn_tf.data.schema import FEATURES, LABEL, SEQ_LEN, Vocab
 
 TRUE_PROB = "true_prob"  # float64 (): the click probability each label was drawn from
+GROUP = "group"  # int64 (): `spatial`'s latent group of the sample's user (not a feature)
 _USER_VOCAB = {"user_gender": 2, "user_age": 7, "user_occupation": 21, "user_zip": 100}
 _NUM_YEARS = 10
 
@@ -262,3 +263,135 @@ def expected_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     num = np.sum(pos * (below + 0.5 * neg)) - 0.5 * self_pairs
     den = pos.sum() * neg.sum() - self_pairs
     return float(num / den)
+
+
+def spatial(
+    num_groups: int = 100,
+    num_items: int = 1000,
+    exposures: int = 20,
+    users_per_group: int = 20,
+    cold_users_per_group: int = 5,
+    taste_size: int = 50,
+    history_noise: float = 0.2,
+    strength: float = 1.5,
+    item_bias_std: float = 0.5,
+    eval_samples: int = 200_000,
+    group_in_profile: bool = False,
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Vocab]:
+    """Similar users' knowledge for a cold user: a preference per (latent group, item) pair.
+
+    As in ``memorisation``, ``A[g, i] = ±1`` at random and a sample of group g and item i is
+    a click with probability ``sigmoid(strength·A[g, i] + b_i)``; but the group is no
+    feature: a user shows it only through what they browse. Each group has a taste set of
+    ``taste_size`` items; a browse event shows an item of the user's taste set (with
+    probability ``1 - history_noise``, else a uniform item) and is a click. Every user first
+    browses ``SEQ_LEN`` items, and browses once more before each of their samples, so half of
+    a history window is browsing; browse events enter the histories but are not samples.
+    Profiles are random (``group_in_profile=True``: one profile per group instead, the
+    oracle's input: a profile x item store is then a (group, item) store). Training holds
+    every pair ``exposures`` times, each with a random one of the group's
+    ``users_per_group`` warm users; evaluation follows in time with ``eval_samples`` uniform
+    pairs, each with a random user of the group, warm or one of ``cold_users_per_group``
+    users who have no training sample (``lmn_tf.ctr_metrics``' warm/cold split finds them).
+
+    Args:
+        num_groups: latent user groups; the task has ``num_groups · num_items`` pairs.
+        num_items: items.
+        exposures: training samples of every pair.
+        users_per_group: warm users per group.
+        cold_users_per_group: users per group seen only in evaluation.
+        taste_size: items in a group's taste set (drawn independently per group).
+        history_noise: share of browse events outside the taste set.
+        strength: logit weight of the pair's preference.
+        item_bias_std: std of the item biases.
+        eval_samples: evaluation samples.
+        group_in_profile: give every user their group's profile (the oracle's input).
+        seed: the random seed; equal seeds give equal arrays.
+
+    Returns:
+        `(train, eval, vocab)` as ``load``, both splits holding ``TRUE_PROB`` and ``GROUP``
+        (for diagnostics; ``make_dataset`` drops both); ``expected_auc(p, p)`` of the eval
+        split's ``TRUE_PROB`` is the Bayes-optimal AUC of a model that knows the group.
+
+    Raises:
+        ValueError: on a non-positive size, ``taste_size > num_items``, a noise outside
+            [0, 1], or more groups than profiles with ``group_in_profile``.
+
+    Example:
+        >>> train, eval_, vocab = spatial(num_groups=3, num_items=10, exposures=2,
+        ...                               users_per_group=2, cold_users_per_group=1,
+        ...                               taste_size=4, eval_samples=10)
+        >>> len(train["label"]), len(eval_["label"]), vocab.num_users
+        (60, 10, 10)
+    """
+    sizes = {"num_groups": num_groups, "num_items": num_items, "exposures": exposures,
+             "users_per_group": users_per_group, "taste_size": taste_size,
+             "eval_samples": eval_samples}
+    for arg, value in sizes.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+    if not isinstance(cold_users_per_group, int) or cold_users_per_group < 0:
+        raise ValueError("`cold_users_per_group` must be a non-negative int. "
+                         f"Received: cold_users_per_group={cold_users_per_group!r}")
+    if taste_size > num_items:
+        raise ValueError(f"`taste_size` must be <= num_items ({num_items}). "
+                         f"Received: taste_size={taste_size}")
+    if not 0.0 <= history_noise <= 1.0:
+        raise ValueError(f"`history_noise` must be in [0, 1]. Received: {history_noise=}")
+    if group_in_profile and num_groups > MEMORISATION_MAX_GROUPS:
+        raise ValueError(f"With group_in_profile, `num_groups` must be <= "
+                         f"{MEMORISATION_MAX_GROUPS}. Received: num_groups={num_groups}")
+    rng = np.random.default_rng(seed)
+    prefer = rng.choice(np.array([-1.0, 1.0]), size=(num_groups, num_items))  # A (G, I)
+    logit = strength * prefer + rng.normal(0.0, item_bias_std, num_items)
+    prob_of = 1.0 / (1.0 + np.exp(-logit))  # (G, I)
+    taste = np.argsort(rng.random((num_groups, num_items)), 1)[:, :taste_size]  # (G, T)
+    per_group = users_per_group + cold_users_per_group  # users g·per_group + 1 ... (g+1)·...
+    num_users = num_groups * per_group
+    group_of = np.repeat(np.arange(num_groups), per_group)  # user index - 1 -> group
+
+    n_train = num_groups * num_items * exposures
+    pair = rng.permutation(np.repeat(np.arange(num_groups * num_items), exposures))
+    pair = np.r_[pair, rng.integers(0, num_groups * num_items, eval_samples)]
+    group, item = pair // num_items, pair % num_items
+    slot = np.r_[rng.integers(0, users_per_group, n_train),  # eval: warm or cold users
+                 rng.integers(0, per_group, eval_samples)]
+    user = 1 + group * per_group + slot
+    label = (rng.random(len(pair)) < prob_of[group, item]).astype(np.int64)
+
+    def browse(users):  # one browse event (0-based item) per user
+        own = taste[group_of[users - 1], rng.integers(0, taste_size, len(users))]
+        return np.where(rng.random(len(users)) < history_noise,
+                        rng.integers(0, num_items, len(users)), own)
+
+    first = np.repeat(np.arange(1, num_users + 1), SEQ_LEN)  # every user's first window
+    log_user = np.r_[first, np.stack([user, user], 1).ravel()]  # (browse, sample) per sample
+    log_item = np.r_[browse(first), np.stack([browse(user), item], 1).ravel()]
+    is_sample = np.r_[np.zeros(len(first), bool), np.tile([False, True], len(pair))]
+    log_label = np.ones(len(log_user), np.int64)
+    log_label[is_sample] = label
+
+    if group_in_profile:
+        code = group_of
+        fields = {"user_gender": code % 2, "user_age": code // 2 % 7,
+                  "user_occupation": code // 14 % 21, "user_zip": code // 294}
+    else:
+        fields = {k: rng.integers(0, v, num_users) for k, v in _USER_VOCAB.items()}
+    profile = {k: np.r_[0, v + 1] for k, v in fields.items()}
+    genres = np.zeros((num_items + 1, FEATURES["item_genres"][1][0]), np.int64)
+    genres[1:, 0] = 1
+    arrays = log_features(log_user, log_item + 1, log_label + 1, log_label, profile=profile,
+                          item_genres=genres,
+                          item_year=np.r_[0, rng.integers(1, _NUM_YEARS + 1, num_items)],
+                          sim_window=SEQ_LEN, progress=False)
+    arrays = {k: v[is_sample] for k, v in arrays.items()}
+    arrays[LABEL] = label.astype(np.float32)
+    arrays[TRUE_PROB] = prob_of[group, item]
+    arrays[GROUP] = group
+    train = {k: v[:n_train] for k, v in arrays.items()}
+    eval_ = {k: v[n_train:] for k, v in arrays.items()}
+    vocab = Vocab(num_users=num_users + 1, num_items=num_items + 1, num_genders=3,
+                  num_ages=8, num_occupations=22, num_zips=101, num_genres=2,
+                  num_years=_NUM_YEARS + 1)
+    return train, eval_, vocab

@@ -83,3 +83,70 @@ def test_expected_auc_matches_pair_counting():
     s = np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.4])
     # positives 0.35, 0.8, 0.4 vs negatives 0.1, 0.4, 0.4: wins 1 + 3 + (1 + 2 * 0.5) = 6 of 9
     assert synthetic.expected_auc(s, labels) == pytest.approx(6 / 9)
+
+
+SPATIAL = {"num_groups": 6, "num_items": 40, "exposures": 3, "users_per_group": 4,
+           "cold_users_per_group": 2, "taste_size": 5, "eval_samples": 500}
+
+
+@pytest.fixture(scope="module")
+def spatial():
+    return synthetic.spatial(**SPATIAL, history_noise=0.0, seed=0)
+
+
+def test_spatial_is_deterministic_and_follows_the_schema(spatial):
+    train, eval_, vocab = spatial
+    again = synthetic.spatial(**SPATIAL, history_noise=0.0, seed=0)[0]
+    for k in train:
+        np.testing.assert_array_equal(train[k], again[k])
+    assert len(train[LABEL]) == 6 * 40 * 3 and len(eval_[LABEL]) == 500
+    for name, (dtype, shape) in FEATURES.items():
+        assert train[name].dtype == np.dtype(dtype) and train[name].shape[1:] == shape
+    assert vocab.num_users == 6 * 6 + 1 and train["user_id"].max() < vocab.num_users
+
+
+def test_spatial_pairs_cold_users_and_known_answer(spatial):
+    train, eval_, _ = spatial
+    pair = train[synthetic.GROUP] * 40 + train["item_id"] - 1
+    assert (np.bincount(pair, minlength=240) == 3).all()  # every pair `exposures` times
+    # users 1 + g·6 + (0..3) are warm, + (4, 5) cold: no training sample
+    slot = (train["user_id"] - 1) % 6
+    assert slot.max() == 3 and ((eval_["user_id"] - 1) % 6 >= 4).any()
+    assert ((train["user_id"] - 1) // 6 == train[synthetic.GROUP]).all()
+    # the preference is per (group, item): one probability per pair, in both splits
+    p = {}
+    for split in (train, eval_):
+        for g, i, q in zip(split[synthetic.GROUP], split["item_id"], split[synthetic.TRUE_PROB],
+                           strict=True):
+            assert p.setdefault((g, i), q) == q
+    bayes = synthetic.expected_auc(eval_[synthetic.TRUE_PROB], eval_[synthetic.TRUE_PROB])
+    assert 0.75 < bayes < 0.95
+
+
+def test_spatial_history_shows_the_group_and_the_profile_does_not(spatial):
+    train, _, _ = spatial
+    tops = []
+    for g in range(6):  # half the window is browsing the group's 5 taste items (no noise)
+        hist = train["hist_item_ids"][train[synthetic.GROUP] == g]
+        counts = np.bincount(hist[hist > 0], minlength=41)
+        top = np.argsort(counts)[-5:]
+        assert counts[top].sum() / counts.sum() >= 0.5  # uniform items would give 5/40
+        tops.append(frozenset(top.tolist()))
+    assert len(set(tops)) == 6  # each group its own taste
+    # random profiles: one group spans several (gender, age, occupation, zip)
+    profile = np.stack([train[k] for k in ("user_gender", "user_age", "user_occupation",
+                                           "user_zip")], 1)[train[synthetic.GROUP] == 0]
+    assert len(np.unique(profile, axis=0)) > 1
+    oracle = synthetic.spatial(**SPATIAL, group_in_profile=True, seed=0)[0]
+    profile = np.stack([oracle[k] for k in ("user_gender", "user_age", "user_occupation",
+                                            "user_zip")], 1)
+    assert len(np.unique(profile, axis=0)) == 6
+
+
+def test_spatial_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="taste_size"):
+        synthetic.spatial(num_items=5, taste_size=6)
+    with pytest.raises(ValueError, match="history_noise"):
+        synthetic.spatial(history_noise=1.5)
+    with pytest.raises(ValueError, match="cold_users_per_group"):
+        synthetic.spatial(cold_users_per_group=-1)
