@@ -372,12 +372,11 @@ def spatial(
     log_label = np.ones(len(log_user), np.int64)
     log_label[is_sample] = label
 
-    if group_in_profile:
+    fields = {k: rng.integers(0, v, num_users) for k, v in _USER_VOCAB.items()}
+    if group_in_profile:  # drawn all the same, so the two datasets differ in profiles only
         code = group_of
         fields = {"user_gender": code % 2, "user_age": code // 2 % 7,
                   "user_occupation": code // 14 % 21, "user_zip": code // 294}
-    else:
-        fields = {k: rng.integers(0, v, num_users) for k, v in _USER_VOCAB.items()}
     profile = {k: np.r_[0, v + 1] for k, v in fields.items()}
     genres = np.zeros((num_items + 1, FEATURES["item_genres"][1][0]), np.int64)
     genres[1:, 0] = 1

@@ -2,7 +2,8 @@
 
 Tables: ``table1`` / ``table2`` (the paper's, `lmn_tf.experiments.tables`), ``ablation``
 (LMN's design choices, the same module), ``capacity`` (memorisation,
-`lmn_tf.experiments.capacity`). ``lmn-tf experiment TABLE --help`` lists a table's flags.
+`lmn_tf.experiments.capacity`), ``spatial`` (a latent group's preferences for cold users,
+`lmn_tf.experiments.spatial`). ``lmn-tf experiment TABLE --help`` lists a table's flags.
 
 Example:
     lmn-tf experiment table1 --dataset ml-1m
@@ -19,6 +20,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "table2": ("lmn_tf.experiments.tables", "LMN's AUC against the memory size √n"),
     "ablation": ("lmn_tf.experiments.tables", "LMN's open design choices"),
     "capacity": ("lmn_tf.experiments.capacity", "memorising a random preference per pair"),
+    "spatial": ("lmn_tf.experiments.spatial", "similar users' preferences for cold users"),
 }
 
 

@@ -13,7 +13,8 @@ import tensorflow as tf
 from lmn_tf.models.base import RankingModel
 from lmn_tf.models.features import PROFILE, hash_bucket
 
-_FIELDS = (*PROFILE, ("item_id", "num_items"))
+# What an item is crossed with -> the (feature, vocab size) fields hashed with it.
+CROSS_WITH = {"profile": PROFILE, "user": (("user_id", "num_users"),)}
 
 
 class Cross(RankingModel):
@@ -22,10 +23,12 @@ class Cross(RankingModel):
     Args:
         cross_buckets: rows of the cross table.
         cross_dim: width of a cross row.
+        cross_with: ``"profile"`` (gender, age, occupation, zip) or ``"user"`` (the user id):
+            whose combination with the item a row stores.
         **kwargs: ``RankingModel`` arguments.
 
     Raises:
-        ValueError: on a non-positive size.
+        ValueError: on a non-positive size or an unknown ``cross_with``.
 
     Example:
     >>> from lmn_tf.data.schema import Vocab
@@ -35,17 +38,22 @@ class Cross(RankingModel):
     TensorShape([2, 1])
     """
 
-    def __init__(self, vocab, cross_buckets: int = 2**20, cross_dim: int = 8, **kwargs):
+    def __init__(self, vocab, cross_buckets: int = 2**20, cross_dim: int = 8,
+                 cross_with: str = "profile", **kwargs):
         super().__init__(vocab, **kwargs)
         for arg, value in (("cross_buckets", cross_buckets), ("cross_dim", cross_dim)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+        if cross_with not in CROSS_WITH:
+            raise ValueError(f"`cross_with` must be one of {sorted(CROSS_WITH)}. "
+                             f"Received: cross_with={cross_with!r}")
         self.cross_buckets = cross_buckets
+        self.fields = (*CROSS_WITH[cross_with], ("item_id", "num_items"))
         self.cross = tf.keras.layers.Embedding(cross_buckets, cross_dim, name="cross_embedding")
 
     def cross_ids(self, features: dict) -> tf.Tensor:
-        """(B,) int64 bucket of each sample's (profile, item) combination."""
-        return hash_bucket(features, _FIELDS, self.vocab, self.cross_buckets)
+        """(B,) int64 bucket of each sample's (profile or user, item) combination."""
+        return hash_bucket(features, self.fields, self.vocab, self.cross_buckets)
 
     def interest(self, features, user, target, training):
         return [self.cross(self.cross_ids(features))]

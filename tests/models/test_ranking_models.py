@@ -342,3 +342,16 @@ def test_cross_ids_separate_profiles_and_items():
     assert len(set(ids)) == len(combos) and ids.min() >= 0 and ids.max() < 1 << 20
     with pytest.raises(ValueError, match="cross_buckets"):
         build_model("cross", vocab, cross_buckets=0)
+
+
+def test_cross_with_the_user_separates_users_of_one_profile():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    f = random_features(vocab, 8)
+    profile = ("user_gender", "user_age", "user_occupation", "user_zip")
+    same = {**f, **{k: tf.ones_like(f[k]) for k in profile},
+            "item_id": tf.fill(f["item_id"].shape, 3), "user_id": tf.range(1, 9)}
+    by_user = build_model("cross", vocab, cross_with="user").cross_ids(same).numpy()
+    by_profile = build_model("cross", vocab).cross_ids(same).numpy()
+    assert len(set(by_user)) == 8 and len(set(by_profile)) == 1
+    with pytest.raises(ValueError, match="cross_with"):
+        build_model("cross", vocab, cross_with="group")
