@@ -17,6 +17,8 @@ import lmn_tf
 from lmn_tf.data.synthetic import expected_auc
 from lmn_tf.memory import SparseAdam
 
+CosineDecay = tf.keras.optimizers.schedules.CosineDecay
+
 G, NI, EXPOSURES = 40, 50, 20
 
 
@@ -53,14 +55,15 @@ def _gap_closed_by(memory: bool, values: tf.keras.optimizers.Optimizer | None = 
     for name, use in (("base", False), ("model", memory)):
         model = _Model(use)
         model((g[:1], i[:1]))
-        # The layer docstring's recipe: values, addressing (slow), the rest.
+        # The layer docstring's recipe: values, addressing (slow), the rest; Adam decays.
         groups = ([model.memory.value_variables, model.memory.addressing_variables] if use
                   else [[], []])
         taken = {v.ref() for part in groups for v in part}
         groups.append([v for v in model.trainable_variables if v.ref() not in taken])
+        steps = -(-len(y) // 256)  # the docstring's cosine decay runs over the whole run
         optimizers = [values or SparseAdam(0.03),
-                      tf.keras.optimizers.legacy.Adam(1e-4),
-                      tf.keras.optimizers.legacy.Adam(3e-3)]
+                      tf.keras.optimizers.legacy.Adam(CosineDecay(1e-4, steps)),
+                      tf.keras.optimizers.legacy.Adam(CosineDecay(3e-3, steps))]
 
         @tf.function
         def step(g, i, y, model=model, groups=groups, optimizers=optimizers):
@@ -81,7 +84,8 @@ def _gap_closed_by(memory: bool, values: tf.keras.optimizers.Optimizer | None = 
 
 
 def test_the_memory_stores_the_pairs():
-    assert _gap_closed_by(memory=True) > 0.5
+    # 0.80 with the recipe; 0.61 with constant Adam rates, so the bar catches either loss.
+    assert _gap_closed_by(memory=True) > 0.7
 
 
 @pytest.mark.parametrize("values", [
