@@ -28,19 +28,20 @@ from lmn_tf.experiments.runner import ResultTable
 from lmn_tf.models.lmn import PRESETS
 
 # The optimizer these rows were measured with (before SparseAdam and the slow addressing).
-MEASURED_WITH = ["--values-optimizer", "adagrad", "--values-learning-rate", "0.05",
+MEASURED_WITH = ["--learning-rate-decay", "none",
+                 "--values-optimizer", "adagrad", "--values-learning-rate", "0.05",
                  "--values-initial-accumulator", "0.1", "--addressing-learning-rate", "none"]
 FAST_VALUES = [*MEASURED_WITH, "--values-learning-rate", "0.3",  # the later flag wins
                "--values-initial-accumulator", "1e-6"]
 PROFILE_ITEM = PRESETS["capacity"]  # a target-only store at fixed addresses
-# The presets less one key (its default then), as these runs' configs hold them.
-USER_ITEM = {k: v for k, v in PROFILE_ITEM.items() if k != "query_user_id"}  # with the id
-PAIRS = {k: v for k, v in PRESETS["item_pairs"].items() if k != "readout"}  # attended
+# The presets less one key (the paper's design's value), as these runs measured them.
+USER_ITEM = {**PROFILE_ITEM, "query_user_id": True}  # with the id
+PAIRS = {**PRESETS["item_pairs"], "readout": "attended"}
 # name -> (what it tests, lmn-tf train arguments)
 VARIANTS = {
     "din": ("DIN, the reference", ["--model", "din"]),
     "lmn": ("LMN, the paper's design (the defaults up to this table)",
-            ["--model", "lmn", *MEASURED_WITH]),
+            ["--model", "lmn", *MEASURED_WITH, "--hparams", json.dumps(PRESETS["paper"])]),
     "spread": ("LMN, values that learn, reads spread (query_norm, fixed random keys)",
                ["--model", "lmn", *FAST_VALUES, "--hparams", json.dumps(
                    {"query_norm": True, "addressing": "fixed_keys"})]),

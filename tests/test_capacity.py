@@ -14,14 +14,14 @@ def test_capacity_writes_each_cell_and_a_rerun_keeps_them(tmp_path, monkeypatch)
     monkeypatch.setattr(synthetic, "memorisation",
                         functools.partial(synthetic.memorisation, eval_samples=2000))
     argv = ["experiment", "capacity", "--sizes", "16", "--models", "base", "lmn",
-            "--num-keys", "32", "--hparams", '{"top_k": 4}', "--values-optimizer",
-            "sparse_adam", "--out", str(tmp_path)]
+            "--num-keys", "32", "--hparams", '{"top_k": 4}', "--learning-rate-decay",
+            "none", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
     results = json.loads((tmp_path / "capacity.json").read_text())
     assert results["complete"] and [r["row"] for r in results["runs"]] == ["base", "lmn √n=32"]
     base, lmn = results["runs"]
     assert base["gap_closed"] == 0.0 and lmn["hparams"]["top_k"] == 4
-    assert "--values-optimizer sparse_adam" in results["command"]
+    assert "--learning-rate-decay none" in results["command"]
     assert """--hparams '{"top_k": 4}'""" in results["command"]
     assert "| 16 | 3 | lmn √n=32 |" in (tmp_path / "capacity.md").read_text()
     # The same command again trains nothing: every cell is already in the JSON.

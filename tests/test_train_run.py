@@ -196,7 +196,7 @@ LEGACY_LMN = [
       "num_heads": 4, "top_k": 32, "memory_loss_weight": 0.0,
       "memory_options": {"addressing": "fixed", "query_norm": True}}, PRESETS["capacity"]),
     ({"memory_pairs": "target", "target_query": False, "readout": "pooled", **OLD_FIXED},
-     PRESETS["item_pairs"]),
+     {k: v for k, v in PRESETS["item_pairs"].items() if k not in ("num_heads", "top_k")}),
 ]
 
 
@@ -205,7 +205,10 @@ def test_lmn_hparams_of_older_code_read_in_todays_names(old, new):
     assert legacy_hparams({"num_keys": 6, **old}) == {"num_keys": 6, **new}
     assert legacy_hparams(new) == new  # today's spelling is left alone
     config = {"model": "lmn", "dataset": "ml-1m", "history": "rated", "hparams": old}
-    assert train.stored_config(config)["hparams"] == new
+    # a config without learning_rate_decay predates LMN's current defaults: the paper's then
+    assert train.stored_config(config)["hparams"] == {**PRESETS["paper"], **new}
+    today = {**config, "hparams": new, "learning_rate_decay": "cosine"}
+    assert train.stored_config(today)["hparams"] == new
     din = {**config, "model": "din", "hparams": {"dropout": 0.1}}
     assert train.stored_config(din)["hparams"] == {"dropout": 0.1}
 
@@ -229,20 +232,22 @@ def test_a_run_written_with_the_old_lmn_names_loads_and_resumes(tmp_path, old, n
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     data = (random_arrays(vocab, 64, seed=1), random_arrays(vocab, 32, seed=2), vocab)
     tiny = json.loads(TINY_LMN)
-    config = {"model": "lmn", "dataset": "ml-100k", "batch_size": 16, "hparams": {**tiny, **new},
-              "values_optimizer": "adagrad", "addressing_learning_rate": None}  # as they ran
+    hparams = {**PRESETS["paper"], **tiny, **new}  # as they ran: LMN's defaults were these
+    config = {"model": "lmn", "dataset": "ml-100k", "batch_size": 16, "hparams": hparams,
+              "values_optimizer": "adagrad", "addressing_learning_rate": None,
+              "learning_rate_decay": "none"}
     train.train(config, tmp_path / "new", data=data, verbose=0, evaluate=False)
     # The same run as the older code wrote it: config.json with the old names, and without
     # the keys added since (stored_config reads them as train.LEGACY).
     shutil.copytree(tmp_path / "new", tmp_path / "old")
     stored = json.loads((tmp_path / "old" / "config.json").read_text())
     stored = {k: v for k, v in stored.items()
-              if k not in ("values_optimizer", "addressing_learning_rate")}
+              if k not in ("values_optimizer", "addressing_learning_rate", "learning_rate_decay")}
     stored["hparams"] = {**tiny, **old}
     (tmp_path / "old" / "config.json").write_text(json.dumps(stored, indent=2))
     model, loaded = train.load_run(tmp_path / "old")
     twin, expected = train.load_run(tmp_path / "new")
-    assert loaded == expected and loaded["hparams"] == {**tiny, **new}
+    assert loaded == expected and loaded["hparams"] == hparams
     ds = lmn_data.make_dataset(data[1], 8)
     np.testing.assert_array_equal(predict(model, ds, verbose=0)[1],
                                   predict(twin, ds, verbose=0)[1])

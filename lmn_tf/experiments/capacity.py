@@ -4,19 +4,11 @@ On ``synthetic.memorisation`` (a random +-1 preference per (group, item) pair, g
 through the profile) every model is trained once over ``exposures`` samples of each pair and
 scored on fresh samples. Per cell: AUC, the share of the Base -> Bayes-optimal gap it closes,
 and the mean train-step time. Rows: Base, DIN, Cross (an explicit hashed profile x item
-embedding: the reference a memory should approach) and LMN at each √n with the memorisation
-settings below. Writes ``results/capacity.md``, ``.json`` and ``.png`` through
-`lmn_tf.experiments.runner`, updated after each run; the same command run again trains only
-the cells not yet in them.
-
-Why these LMN settings (``lmn_tf.models.lmn.PRESETS["capacity"]``; each measured, see
-``results/capacity.md``): the target item queries the memory with the user
-(``queries="target"``: the pair is what is memorised); the memory is addressed with its own
-frozen random embeddings and fixed queries and keys (``memory_embeddings="fixed"``,
-``addressing="fixed"``), so a pair reads the same slots for the whole run; ``query_norm``
-spreads the queries over the keys; no memory loss (alpha = 0: M_Q is a random projection
-there, not a target worth storing); the values learn fast (Adagrad 0.3 from an accumulator
-of 1e-6).
+embedding: the reference a memory should approach) and LMN at its defaults at each √n, all
+with `lmn-tf train`'s optimizer recipe (``--hparams`` adds LMN arguments, e.g. a preset of
+``lmn_tf.models.lmn.PRESETS``; the optimizer flags change the recipe). Writes
+``results/capacity.md``, ``.json`` and ``.png`` through `lmn_tf.experiments.runner`, updated
+after each run; the same command run again trains only the cells not yet in them.
 
 Example:
     lmn-tf experiment capacity --sizes 10000 --models base lmn --num-keys 100
@@ -34,16 +26,13 @@ import tensorflow as tf
 from lmn_tf.data import synthetic
 from lmn_tf.experiments.runner import ResultTable
 from lmn_tf.experiments.tables import OPTIMIZER_KEYS
-from lmn_tf.models.lmn import PRESETS
-from lmn_tf.train import add_optimizer_arguments, train
+from lmn_tf.train import DEFAULTS, add_optimizer_arguments, train
 
 # pairs -> (groups, items, exposures): 20 exposures, fewer at 10^6 to fit the hour.
 SIZES = {10_000: (100, 100, 20), 100_000: (100, 1000, 20), 1_000_000: (1000, 1000, 5)}
 MODELS = ("base", "din", "cross", "lmn")
 NUM_KEYS = (100, 316, 1000)
-TRAIN = {"epochs": 1, "batch_size": 1024, "values_optimizer": "adagrad",
-         "values_learning_rate": 0.3, "values_initial_accumulator": 1e-6,
-         "addressing_learning_rate": None, "checkpoint_every": 0}
+TRAIN = {"epochs": 1, "batch_size": 1024, "checkpoint_every": 0}  # the rest: DEFAULTS
 
 
 def cells(sizes, models, num_keys) -> list[tuple[int, str, str, dict]]:
@@ -55,8 +44,7 @@ def cells(sizes, models, num_keys) -> list[tuple[int, str, str, dict]]:
                 hp = {"cross_buckets": 4 * pairs} if model == "cross" else {}
                 out.append((pairs, model, model, hp))
                 continue
-            out += [(pairs, f"lmn √n={k}", "lmn", {**PRESETS["capacity"], "num_keys": k})
-                    for k in num_keys]
+            out += [(pairs, f"lmn √n={k}", "lmn", {"num_keys": k}) for k in num_keys]
     return out
 
 
@@ -111,9 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hparams", default="{}", help="JSON hparams added to every LMN run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results")
-    add_optimizer_arguments(parser)
-    # The capacity table's measured recipe, unless the flags say otherwise.
-    parser.set_defaults(**{k: v for k, v in TRAIN.items() if k in OPTIMIZER_KEYS})
+    add_optimizer_arguments(parser)  # lmn-tf train's recipe, unless the flags say otherwise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,4 +149,4 @@ def run(args: argparse.Namespace) -> int:
 
 def _default(key: str):
     return {"sizes": list(SIZES), "models": list(MODELS), "num_keys": list(NUM_KEYS),
-            "seed": 0, **TRAIN}[key]
+            "seed": 0, **DEFAULTS}[key]

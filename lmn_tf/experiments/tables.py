@@ -45,10 +45,10 @@ ABLATION = {  # name -> LMN hparams on top of the defaults
     "alpha = 1": {"memory_loss_weight": 1.0},
 }
 OPTIMIZER_KEYS = ("values_optimizer", "values_learning_rate", "values_initial_accumulator",
-                  "addressing_learning_rate")
+                  "addressing_learning_rate", "learning_rate_decay")
 OPTIMIZER_FLAG_TYPES = {"values_optimizer": str, "values_learning_rate": float,
                         "values_initial_accumulator": float,
-                        "addressing_learning_rate": rate_or_none}
+                        "addressing_learning_rate": rate_or_none, "learning_rate_decay": str}
 # Sized so that each table finishes in < 90 min on 2 CPU cores (wall times in results/*.md).
 DEFAULTS = {"seeds": 3, "epochs": 1, "batch_size": 1024, "limit": 300_000, "eval_limit": 50_000,
             "patience": 0, **{k: TRAIN_DEFAULTS[k] for k in OPTIMIZER_KEYS}}

@@ -2,19 +2,24 @@
 
 How the ranking model consumes the memory (the paper leaves it open; decided here):
 1. ``queries`` names who queries the memory, and with what in the user's place:
-   - ``"history_and_target"`` (default, the paper's design): every unmasked history item x
-     queries with the user (the layer's user-aware block, ``M_Q = MLP([x, u])``), and so does
-     the target item, as one extra position L in the same call. The target's read-out
-     ``M_O(target, u)`` says what the global memory recalls about this user-item pair; it
-     joins the MLP input and is the attention query of step 2. No label enters a query.
+   - ``"history_and_target"`` (the paper's design, ``PRESETS["paper"]``): every unmasked
+     history item x queries with the user (the layer's user-aware block,
+     ``M_Q = MLP([x, u])``), and so does the target item, as one extra position L in the
+     same call. The target's read-out ``M_O(target, u)`` says what the global memory
+     recalls about this user-item pair; it joins the MLP input and is the attention query
+     of step 2. No label enters a query.
    - ``"history"``: the history items only, with the user.
-   - ``"target"``: the target only, with the user (a user x item cross-feature store, one
-     query per sample instead of L+1).
+   - ``"target"`` (default): the target only, with the user (a user x item cross-feature
+     store, one query per sample instead of L+1): the read that stores a (user, item)
+     preference, at 1/(L+1) of the paper's memory reads (README, "Does the memory
+     memorise?").
    - ``"item_pairs"``: each history item (with its rating) queries with the target item in
      the user's place, so the memory stores a value per (history item, rating, target item)
      triple: item-to-item co-occurrence at full rank, where DIN's attention sees only the
      low-rank dot product of two embeddings.
-   ``query_user_id=False`` leaves the user id out of u (the profile fields remain).
+   ``query_user_id=False`` (default) leaves the user id out of u (the profile fields
+   remain), so users who share a profile write and read the same slots; with the id, each
+   user addresses slots of their own and the memory stores almost nothing.
 2. ``readout="attended"`` (default): the history read-outs are weighted by a DIN activation
    unit whose query is the target's read-out, or the target embedding projected to d_v
    where the target does not query; ``readout="pooled"``: their masked mean instead.
@@ -48,10 +53,13 @@ PROFILE_BUCKETS = 2**16
 
 # Named LMN hparams of the measured recipes (README, "LMN presets"): LMN(vocab, **PRESETS[name]).
 PRESETS = {
-    # The paper's design: the defaults.
-    "paper": {},
+    # The paper's design (the defaults before issue 28; Table 1 and Table 2 measured it).
+    "paper": {"queries": "history_and_target", "query_user_id": True, "num_heads": 1,
+              "top_k": 8, "query_norm": False},
     # Memorisation (`lmn-tf experiment capacity`): a (profile, item) store at fixed addresses;
-    # measured with values on Adagrad 0.3 from an accumulator of 1e-6 (capacity.TRAIN).
+    # measured with values on Adagrad 0.3 from an accumulator of 1e-6 and constant rates
+    # (`--values-optimizer adagrad --values-learning-rate 0.3 --values-initial-accumulator
+    # 1e-6 --addressing-learning-rate none --learning-rate-decay none`).
     "capacity": {"queries": "target", "memory_embeddings": "fixed", "query_user_id": False,
                  "addressing": "fixed", "query_norm": True, "memory_loss_weight": 0.0,
                  "num_heads": 4, "top_k": 32},
@@ -59,7 +67,7 @@ PRESETS = {
     # measured with values on Adagrad 0.3 from an accumulator of 1e-6.
     "item_pairs": {"queries": "item_pairs", "memory_embeddings": "fixed",
                    "addressing": "fixed", "query_norm": True, "memory_loss_weight": 0.0,
-                   "readout": "pooled"},
+                   "readout": "pooled", "num_heads": 1, "top_k": 8},
 }
 # LMNLayer arguments LMN used to take through its old ``memory_options`` dict.
 _LAYER_OPTIONS = ("addressing", "query_norm")
@@ -128,8 +136,7 @@ class LMN(DIN):
         readout_dropout: dropout rate on the memory's features into the MLP (0: none).
         addressing: the layer's ``"learned"``, ``"fixed_keys"`` (frozen keys) or ``"fixed"``
             (frozen queries and keys, no gradient into the queries' inputs).
-        query_norm: the layer's batch standardisation of the row and column queries; off
-            by default here (the measured design of the ML-1M tables), unlike the layer's.
+        query_norm: the layer's batch standardisation of the row and column queries.
         value_store: the layer's ``ValueStore`` (e.g. Horovod's sharded store); not an hparam.
         **kwargs: ``DIN`` arguments.
 
@@ -145,12 +152,12 @@ class LMN(DIN):
     TensorShape([2, 1])
     """
 
-    def __init__(self, vocab, num_keys: int = 300, top_k: int = 8, num_heads: int = 1,
+    def __init__(self, vocab, num_keys: int = 300, top_k: int = 32, num_heads: int = 4,
                  memory_loss_weight: float = 0.1, value_dim: int = 32,
-                 queries: str = "history_and_target", readout: str = "attended",
-                 memory_loss_stop_gradient: str = "none", query_user_id: bool = True,
+                 queries: str = "target", readout: str = "attended",
+                 memory_loss_stop_gradient: str = "none", query_user_id: bool = False,
                  memory_embeddings: str = "shared", readout_dropout: float = 0.0,
-                 addressing: str = "learned", query_norm: bool = False,
+                 addressing: str = "learned", query_norm: bool = True,
                  attention_units=(80, 40), value_store=None, **kwargs):
         super().__init__(vocab, attention_units=attention_units, **kwargs)
         for arg, value, choices in (("queries", queries, QUERIES),

@@ -25,7 +25,7 @@ import tensorflow as tf
 from lmn_tf import checkpointing, early_stopping
 from lmn_tf.data import schema
 from lmn_tf.models import build_model
-from lmn_tf.models.lmn import legacy_hparams
+from lmn_tf.models.lmn import PRESETS, legacy_hparams
 from lmn_tf.models.testing import zero_features
 
 # `lmn-tf train`'s defaults (its flags' and `lmn_tf.train.train`'s), the one place they live.
@@ -55,14 +55,18 @@ def stored_config(config: dict) -> dict:
     """A run directory's config.json as today's code reads it: a key it lacks had its
     ``LEGACY`` value; a run from before the feedback-aware sequences (no "history" key) also
     had models without rating embeddings or statistics; LMN's hparams in older names are
-    renamed (`lmn_tf.models.lmn.legacy_hparams`)."""
+    renamed (`lmn_tf.models.lmn.legacy_hparams`), and an LMN from before the decayed recipe
+    (no "learning_rate_decay" key) had the paper's design as its defaults."""
     before_feedback = "history" not in config
+    before_decay = "learning_rate_decay" not in config  # and before LMN's current defaults
     config = {**LEGACY, **config}
     if before_feedback:
         config["hparams"] = {"feedback": False, "statistics": False,
                              **config.get("hparams", {})}
     if config.get("model") == "lmn":
         config["hparams"] = legacy_hparams(config.get("hparams", {}))
+        if before_decay:  # LMN's defaults were the paper's design then
+            config["hparams"] = {**PRESETS["paper"], **config["hparams"]}
     return config
 
 

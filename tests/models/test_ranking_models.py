@@ -131,8 +131,9 @@ def test_lmn_queries_name_who_queries_the_memory(queries, history, target, proje
                                               model.features.user(f))
     expected = [mask] * history + [tf.ones((4, 1), tf.bool)] * target
     np.testing.assert_array_equal(items_mask, tf.concat(expected, 1))
-    width = model.embedding_dim if queries == "item_pairs" else 5 * model.embedding_dim
-    assert user.shape == (4, width)  # the target item, or the user features
+    # the target item, or the user's profile fields (query_user_id=False by default)
+    width = model.embedding_dim if queries == "item_pairs" else 4 * model.embedding_dim
+    assert user.shape == (4, width)
     _, *reads = model.interest(f, model.features.user(f), model.features.target(f), False)
     assert len(reads) == history + target  # the target's read-out, the history's summary
     assert hasattr(model, "query_projection") == projection
@@ -142,11 +143,11 @@ def test_lmn_queries_name_who_queries_the_memory(queries, history, target, proje
 def test_lmn_addressing_and_query_norm_reach_the_layer():
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     default = _model("lmn", vocab).memory
-    assert (default.addressing, default.query_norm) == ("learned", False)  # LMN's own default
-    layer = _model("lmn", vocab, addressing="fixed_keys", query_norm=True,
+    assert (default.addressing, default.query_norm) == ("learned", True)  # the layer's
+    layer = _model("lmn", vocab, addressing="fixed_keys", query_norm=False,
                    memory_loss_stop_gradient="readout").memory
     assert (layer.addressing, layer.query_norm, layer.memory_loss_stop_gradient) == (
-        "fixed_keys", True, "readout")
+        "fixed_keys", False, "readout")
 
 
 def test_lmn_rejects_unknown_readout():
