@@ -13,7 +13,7 @@ pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/confte
 
 REPO = Path(__file__).resolve().parents[2]
 ARGS = ["--model", "lmn", "--dataset", "ml-100k", "--limit", "2048", "--eval-limit", "512",
-        "--batch-size", "256", "--num-keys", "16", "--quiet"]
+        "--batch-size", "256", "--num-keys", "16", "--top-k", "8", "--quiet"]
 
 
 def lmn_tf(*args: str, ranks: int = 0, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.horovod  # deselect with -m 'not horovod' (tests/confte
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ARGS = ["--model", "lmn", "--dataset", "ml-100k", "--limit", "8192", "--eval-limit", "512",
-        "--batch-size", "256", "--num-keys", "16", "--epochs", "3", "--quiet"]  # 32 steps/epoch
+        "--batch-size", "256", "--num-keys", "16", "--top-k", "8", "--epochs", "3",
+        "--quiet"]  # 32 steps/epoch
 
 
 def launch(*args: str, ranks: int = 0, mark: str = "") -> subprocess.Popen:

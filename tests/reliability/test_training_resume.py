@@ -140,6 +140,7 @@ def test_a_checkpoint_without_optimizer_state_is_refused(tmp_path):
 def lmn_tf_train(run_dir: Path) -> subprocess.Popen:
     args = ["--model", "lmn", "--dataset", "ml-100k", "--limit", "2400", "--eval-limit", "500",
             "--batch-size", "32", "--epochs", "2", "--checkpoint-every", "10", "--num-keys", "8",
+            "--top-k", "4",
             "--hparams", '{"embedding_dim": 8, "hidden_units": [16], "attention_units": [8]}',
             "--quiet", "--run-dir", str(run_dir)]  # 75 steps per epoch
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
