@@ -131,6 +131,8 @@ class LMN(DIN):
             "readout" (only M_Q moves).
         query_user_id: whether the memory queries see the user-id embedding. False gives
             them only the profile fields, so an unseen user queries like similar users.
+        query_history: whether u also holds the mean of the user's history embeddings, so
+            users who behave alike query alike whatever their profile (a cold user too).
         memory_embeddings: ``"shared"`` (queried with the model's embeddings) or ``"fixed"``
             (with frozen random embeddings of its own, for stable addresses).
         readout_dropout: dropout rate on the memory's features into the MLP (0: none).
@@ -156,6 +158,7 @@ class LMN(DIN):
                  memory_loss_weight: float = 0.1, value_dim: int = 32,
                  queries: str = "target", readout: str = "attended",
                  memory_loss_stop_gradient: str = "none", query_user_id: bool = False,
+                 query_history: bool = False,
                  memory_embeddings: str = "shared", readout_dropout: float = 0.0,
                  addressing: str = "learned", query_norm: bool = True,
                  attention_units=(80, 40), value_store=None, **kwargs):
@@ -174,6 +177,7 @@ class LMN(DIN):
         self.history_queries = queries != "target"  # the history items query
         self.target_queries = queries in ("history_and_target", "target")  # so does the target
         self.query_user_id, self.memory_embeddings = query_user_id, memory_embeddings
+        self.query_history = query_history
         self.readout_dropout = tf.keras.layers.Dropout(readout_dropout, name="readout_dropout")
         if memory_embeddings == "fixed":
             from lmn_tf.models.features import FeatureStack
@@ -217,6 +221,7 @@ class LMN(DIN):
             profile = self.address_profile(
                 hash_bucket(features, PROFILE, self.vocab, PROFILE_BUCKETS))  # (B, d)
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
+        history = masked_mean(seq, mask) if self.query_history else None  # (B, d)
         if not self.history_queries:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_queries:
@@ -224,6 +229,8 @@ class LMN(DIN):
             mask = tf.concat([mask, tf.ones_like(item[:, :1], tf.bool)], 1)
         if not self.query_user_id:  # the id's embedding comes first in both
             user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
+        if history is not None:
+            user = tf.concat([user, history], -1)  # (B, ... + d)
         return seq, user, mask
 
     def interest(self, features, user, target, training):

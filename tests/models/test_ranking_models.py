@@ -358,3 +358,20 @@ def test_cross_with_the_user_separates_users_of_one_profile():
     assert len(set(by_user)) == 8 and len(set(by_profile)) == 1
     with pytest.raises(ValueError, match="cross_with"):
         build_model("cross", vocab, cross_with="group")
+
+
+@pytest.mark.parametrize("query_history", [True, False])
+def test_lmn_target_query_sees_the_history_only_if_asked(query_history):
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, query_history=query_history, query_norm=False)
+    f = random_features(vocab, 4)
+    other = {**f, "hist_item_ids": f["hist_item_ids"] % (vocab.num_items - 1) + 1}
+    _, user, _ = model.memory_inputs(f, *model.sequence(f), model.features.item(f["item_id"]),
+                                     model.features.user(f))
+    assert user.shape == (4, (4 + query_history) * model.embedding_dim)  # profile (+ history)
+
+    def target_read(feats):
+        return model.interest(feats, model.features.user(feats), model.features.target(feats),
+                              False)[1].numpy()
+
+    assert np.allclose(target_read(f), target_read(other), atol=1e-6) != query_history
