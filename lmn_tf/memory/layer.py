@@ -227,6 +227,16 @@ class LMNLayer(tf.keras.layers.Layer):
             variance.assign(updates[1])
         return q
 
+    def __call__(self, *args, **kwargs):
+        # Keras 3's symbolic inputs would otherwise fail deep in TensorFlow with a message
+        # that names neither layer.
+        if any(type(x).__name__ == "KerasTensor" and type(x).__module__.startswith("keras.")
+               for x in tf.nest.flatten((args, kwargs))):
+            raise TypeError("lmn_tf.LMNLayer is a tf-keras (Keras 2) layer; with Keras 3 "
+                            "(`import keras`) use lmn_tf.keras3.LMNLayer. Received: a Keras 3 "
+                            "KerasTensor input")
+        return super().__call__(*args, **kwargs)
+
     def call(self, items, user, mask=None, training=None, return_slots=False):
         # Keras converts only the first positional argument; NumPy arrays and lists given as
         # `user` or `mask` must reach validation as tensors too (issue 20).

@@ -407,3 +407,13 @@ def test_memory_adam_steps_like_the_tf_keras_recipe():
         np.testing.assert_allclose(v3.numpy(), v2.numpy(), atol=1e-6, rtol=0, err_msg=v2.name)
     with pytest.raises(ValueError, match="decay_steps"):
         MemoryAdam(decay_steps=0)
+
+
+def test_the_tf_keras_layer_points_keras3_inputs_to_the_keras3_layer():
+    import keras
+
+    import lmn_tf
+
+    items, user = keras.Input((50, 32)), keras.Input((16,))
+    with pytest.raises(TypeError, match=r"use lmn_tf\.keras3\.LMNLayer"):
+        lmn_tf.LMNLayer(num_keys=32, top_k=8)(items, user)
