@@ -81,7 +81,7 @@ def test_crash_mid_epoch_resumes_to_the_same_model(uninterrupted, tmp_path):
     # iteration counts.
     slots = [k for k in final if ".OPTIMIZER_SLOT" in k]
     for owner, optimizer in (("memory/values", 0), ("memory/row_keys", 1),
-                             ("memory_attention", 2)):
+                             ("model/attention/", 2)):  # DIN's attention: the dense Adam
         for moment in ("m", "v"):
             assert any(owner in k and f"Optimizer{optimizer}/{moment}/" in k
                        for k in slots), (owner, moment, slots)
