@@ -152,6 +152,44 @@ def load(
 MEMORISATION_MAX_GROUPS = 2 * 7 * 21 * 100  # every (gender, age, occupation, zip) once
 
 
+def _check_positive(sizes: dict) -> None:
+    for arg, value in sizes.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+
+
+def _pair_probabilities(rng, num_groups: int, num_items: int, strength: float,
+                        item_bias_std: float) -> np.ndarray:
+    """(G, I) click probability ``sigmoid(strength·A[g, i] + b_i)``, A = ±1 at random."""
+    prefer = rng.choice(np.array([-1.0, 1.0]), size=(num_groups, num_items))  # A (G, I)
+    logit = strength * prefer + rng.normal(0.0, item_bias_std, num_items)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def _pairs(rng, num_pairs: int, exposures: int, eval_samples: int) -> np.ndarray:
+    """Every pair ``exposures`` times in a random order, then ``eval_samples`` uniform ones."""
+    pair = rng.permutation(np.repeat(np.arange(num_pairs), exposures))
+    return np.r_[pair, rng.integers(0, num_pairs, eval_samples)]
+
+
+def _group_profile(code: np.ndarray) -> dict[str, np.ndarray]:
+    """One (gender, age, occupation, zip), 0-based, per group code < MEMORISATION_MAX_GROUPS."""
+    return {"user_gender": code % 2, "user_age": code // 2 % 7,
+            "user_occupation": code // 14 % 21, "user_zip": code // 294}
+
+
+def _one_genre(num_items: int) -> np.ndarray:
+    """Item genres where every item has genre 1 (row 0: padding)."""
+    genres = np.zeros((num_items + 1, FEATURES["item_genres"][1][0]), np.int64)
+    genres[1:, 0] = 1
+    return genres
+
+
+def _pairs_vocab(num_users: int, num_items: int) -> Vocab:
+    return Vocab(num_users=num_users + 1, num_items=num_items + 1, num_genders=3, num_ages=8,
+                 num_occupations=22, num_zips=101, num_genres=2, num_years=_NUM_YEARS + 1)
+
+
 def memorisation(
     num_groups: int = 100,
     num_items: int = 1000,
@@ -199,46 +237,33 @@ def memorisation(
         >>> len(train["label"]), len(eval_["label"]), vocab.num_items
         (40, 10, 6)
     """
-    sizes = {"num_groups": num_groups, "num_items": num_items, "exposures": exposures,
-             "users_per_group": users_per_group, "eval_samples": eval_samples}
-    for arg, value in sizes.items():
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+    _check_positive({"num_groups": num_groups, "num_items": num_items, "exposures": exposures,
+                     "users_per_group": users_per_group, "eval_samples": eval_samples})
     if num_groups > MEMORISATION_MAX_GROUPS:
         raise ValueError(f"`num_groups` must be <= {MEMORISATION_MAX_GROUPS} (one profile per "
                          f"group). Received: num_groups={num_groups}")
     rng = np.random.default_rng(seed)
-    prefer = rng.choice(np.array([-1.0, 1.0]), size=(num_groups, num_items))  # A (G, I)
-    logit = strength * prefer + rng.normal(0.0, item_bias_std, num_items)
-    prob_of = 1.0 / (1.0 + np.exp(-logit))  # (G, I)
+    prob_of = _pair_probabilities(rng, num_groups, num_items, strength, item_bias_std)
     n_train = num_groups * num_items * exposures
-    pair = rng.permutation(np.repeat(np.arange(num_groups * num_items), exposures))
-    pair = np.r_[pair, rng.integers(0, num_groups * num_items, eval_samples)]
+    pair = _pairs(rng, num_groups * num_items, exposures, eval_samples)
     group, item = pair // num_items, pair % num_items  # 0-based
     user = 1 + group * users_per_group + rng.integers(0, users_per_group, len(pair))
     prob = prob_of[group, item]
     label = (rng.random(len(pair)) < prob).astype(np.int64)
 
-    code = np.arange(num_groups)  # group -> one (gender, age, occupation, zip) each
-    of_group = {"user_gender": code % 2, "user_age": code // 2 % 7,
-                "user_occupation": code // 14 % 21, "user_zip": code // 294}
+    of_group = _group_profile(np.arange(num_groups))
     profile = {k: np.r_[0, np.repeat(v + 1, users_per_group)] for k, v in of_group.items()}
-    genres = np.zeros((num_items + 1, FEATURES["item_genres"][1][0]), np.int64)
-    genres[1:, 0] = 1
     # One genre for all: SIM's search over any window returns the latest events, so a
     # window of SEQ_LEN gives what LONG_SEQ_LEN would, minutes faster.
     arrays = log_features(user, item + 1, label + 1, label, profile=profile,
-                          item_genres=genres,
+                          item_genres=_one_genre(num_items),
                           item_year=np.r_[0, rng.integers(1, _NUM_YEARS + 1, num_items)],
                           sim_window=SEQ_LEN, progress=False)
     arrays[LABEL] = label.astype(np.float32)
     arrays[TRUE_PROB] = prob
     train = {k: v[:n_train] for k, v in arrays.items()}
     eval_ = {k: v[n_train:] for k, v in arrays.items()}
-    vocab = Vocab(num_users=num_groups * users_per_group + 1, num_items=num_items + 1,
-                  num_genders=3, num_ages=8, num_occupations=22, num_zips=101, num_genres=2,
-                  num_years=_NUM_YEARS + 1)
-    return train, eval_, vocab
+    return train, eval_, _pairs_vocab(num_groups * users_per_group, num_items)
 
 
 def expected_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -325,12 +350,9 @@ def spatial(
         >>> len(train["label"]), len(eval_["label"]), vocab.num_users
         (60, 10, 10)
     """
-    sizes = {"num_groups": num_groups, "num_items": num_items, "exposures": exposures,
-             "users_per_group": users_per_group, "taste_size": taste_size,
-             "eval_samples": eval_samples}
-    for arg, value in sizes.items():
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
+    _check_positive({"num_groups": num_groups, "num_items": num_items, "exposures": exposures,
+                     "users_per_group": users_per_group, "taste_size": taste_size,
+                     "eval_samples": eval_samples})
     if not isinstance(cold_users_per_group, int) or cold_users_per_group < 0:
         raise ValueError("`cold_users_per_group` must be a non-negative int. "
                          f"Received: cold_users_per_group={cold_users_per_group!r}")
@@ -343,17 +365,14 @@ def spatial(
         raise ValueError(f"With group_in_profile, `num_groups` must be <= "
                          f"{MEMORISATION_MAX_GROUPS}. Received: num_groups={num_groups}")
     rng = np.random.default_rng(seed)
-    prefer = rng.choice(np.array([-1.0, 1.0]), size=(num_groups, num_items))  # A (G, I)
-    logit = strength * prefer + rng.normal(0.0, item_bias_std, num_items)
-    prob_of = 1.0 / (1.0 + np.exp(-logit))  # (G, I)
+    prob_of = _pair_probabilities(rng, num_groups, num_items, strength, item_bias_std)
     taste = np.argsort(rng.random((num_groups, num_items)), 1)[:, :taste_size]  # (G, T)
     per_group = users_per_group + cold_users_per_group  # users g·per_group + 1 ... (g+1)·...
     num_users = num_groups * per_group
     group_of = np.repeat(np.arange(num_groups), per_group)  # user index - 1 -> group
 
     n_train = num_groups * num_items * exposures
-    pair = rng.permutation(np.repeat(np.arange(num_groups * num_items), exposures))
-    pair = np.r_[pair, rng.integers(0, num_groups * num_items, eval_samples)]
+    pair = _pairs(rng, num_groups * num_items, exposures, eval_samples)
     group, item = pair // num_items, pair % num_items
     slot = np.r_[rng.integers(0, users_per_group, n_train),  # eval: warm or cold users
                  rng.integers(0, per_group, eval_samples)]
@@ -374,14 +393,10 @@ def spatial(
 
     fields = {k: rng.integers(0, v, num_users) for k, v in _USER_VOCAB.items()}
     if group_in_profile:  # drawn all the same, so the two datasets differ in profiles only
-        code = group_of
-        fields = {"user_gender": code % 2, "user_age": code // 2 % 7,
-                  "user_occupation": code // 14 % 21, "user_zip": code // 294}
+        fields = _group_profile(group_of)
     profile = {k: np.r_[0, v + 1] for k, v in fields.items()}
-    genres = np.zeros((num_items + 1, FEATURES["item_genres"][1][0]), np.int64)
-    genres[1:, 0] = 1
     arrays = log_features(log_user, log_item + 1, log_label + 1, log_label, profile=profile,
-                          item_genres=genres,
+                          item_genres=_one_genre(num_items),
                           item_year=np.r_[0, rng.integers(1, _NUM_YEARS + 1, num_items)],
                           sim_window=SEQ_LEN, progress=False)
     arrays = {k: v[is_sample] for k, v in arrays.items()}
@@ -390,7 +405,4 @@ def spatial(
     arrays[GROUP] = group
     train = {k: v[:n_train] for k, v in arrays.items()}
     eval_ = {k: v[n_train:] for k, v in arrays.items()}
-    vocab = Vocab(num_users=num_users + 1, num_items=num_items + 1, num_genders=3,
-                  num_ages=8, num_occupations=22, num_zips=101, num_genres=2,
-                  num_years=_NUM_YEARS + 1)
-    return train, eval_, vocab
+    return train, eval_, _pairs_vocab(num_users, num_items)
