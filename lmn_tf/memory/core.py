@@ -284,3 +284,32 @@ def memory_loss(ops, m_o, m_q, keep, stop_gradient: str, batch_mean: Callable):
         return ops.mean(per_item)
     count = ops.sum(ops.cast(keep, ops.float32))
     return batch_mean(ops.sum(ops.where(keep, per_item, 0.0)), count)
+
+
+# --- config ---------------------------------------------------------------------------------
+
+def layer_config(layer, serialize_initializer: Callable, serialize_activation: Callable,
+                 serialize_store: Callable) -> dict:
+    """The constructor arguments of an LMN layer (tf-keras or Keras 3), for ``get_config``.
+
+    Each layer passes its own Keras' serialisers for the initializers, the activation and the
+    value store; the keys and values are otherwise the same for both layers, so a config
+    written by one has the other's arguments.
+    """
+    initializer = serialize_initializer
+    return {
+        "num_keys": layer.num_keys, "top_k": layer.top_k, "num_heads": layer.num_heads,
+        "key_dim": layer.key_dim, "value_dim": layer.value_dim,
+        "query_hidden_units": list(layer.query_hidden_units),
+        "head_hidden_units": list(layer.head_hidden_units),
+        "activation": serialize_activation(layer.activation),
+        "memory_loss_weight": layer.memory_loss_weight,
+        "memory_loss_stop_gradient": layer.memory_loss_stop_gradient,
+        "scoring": layer.scoring,
+        "value_store": serialize_store(layer.value_store),
+        "query_norm": layer.query_norm,
+        "addressing": layer.addressing,
+        "kernel_initializer": initializer(layer.kernel_initializer),
+        "key_initializer": layer.key_initializer and initializer(layer.key_initializer),
+        "value_initializer": layer.value_initializer and initializer(layer.value_initializer),
+    }

@@ -343,25 +343,10 @@ class LMNLayer(keras.layers.Layer):
     def get_config(self):
         import tensorflow as tf  # the store's registry is tf-keras' (the same config)
 
-        ser = keras.initializers.serialize
-        config = super().get_config()
-        config.update({
-            "num_keys": self.num_keys, "top_k": self.top_k, "num_heads": self.num_heads,
-            "key_dim": self.key_dim, "value_dim": self.value_dim,
-            "query_hidden_units": list(self.query_hidden_units),
-            "head_hidden_units": list(self.head_hidden_units),
-            "activation": keras.activations.serialize(self.activation),
-            "memory_loss_weight": self.memory_loss_weight,
-            "memory_loss_stop_gradient": self.memory_loss_stop_gradient,
-            "scoring": self.scoring,
-            "value_store": tf.keras.utils.serialize_keras_object(self.value_store),
-            "query_norm": self.query_norm,
-            "addressing": self.addressing,
-            "kernel_initializer": ser(self.kernel_initializer),
-            "key_initializer": self.key_initializer and ser(self.key_initializer),
-            "value_initializer": self.value_initializer and ser(self.value_initializer),
-        })
-        return config
+        return {**super().get_config(),
+                **core.layer_config(self, keras.initializers.serialize,
+                                    keras.activations.serialize,
+                                    tf.keras.utils.serialize_keras_object)}
 
     @classmethod
     def from_config(cls, config):
