@@ -12,6 +12,7 @@ TensorFlow, JAX and PyTorch backends. ``pip install "lmn-tf[keras3]"`` adds Kera
     model.compile(optimizer=MemoryAdam(1e-3), loss="mse")
 """
 
-from lmn_tf.memory.keras3 import LMNLayer, MemoryAdam
+from lmn_tf.memory.keras3 import LMNLayer
+from lmn_tf.memory.keras3_optimizer import MemoryAdam
 
 __all__ = ["LMNLayer", "MemoryAdam"]

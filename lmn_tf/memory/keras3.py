@@ -1,8 +1,8 @@
 """LMNLayer for Keras 3 (``import keras``): the tf-keras layer's twin over the same math.
 
 ``lmn_tf.memory.core`` holds the math; this module holds only the Keras 3 plumbing (weights,
-config, ``add_loss``), the ``keras.ops`` array namespace for the JAX and PyTorch backends, and
-``MemoryAdam``, the memory's three-rate optimizer recipe as one Keras 3 optimizer. On the
+config, ``add_loss``). The array namespace of the JAX and PyTorch backends is in
+``keras3_ops``, the training recipe (``MemoryAdam``) in ``keras3_optimizer``. On the
 TensorFlow backend the layer runs ``core`` over TensorFlow ops, exactly as the tf-keras layer
 does: the C++ selection kernel, and a ``tf.IndexedSlices`` gradient for the value table.
 Public names: ``lmn_tf.keras3``.
@@ -13,101 +13,14 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Sequence
-from typing import ClassVar
 
 import keras
-import numpy as np
-from keras import ops
 
 from lmn_tf.memory import core
+from lmn_tf.memory.keras3_ops import array_namespace
+from lmn_tf.memory.keras3_optimizer import ROLE
 from lmn_tf.memory.ops import stock_selection
-from lmn_tf.memory.scoring import _rank_pairs
 from lmn_tf.memory.values import LocalValues, ValueStore
-
-ROLE = "_lmn_tf_role"  # attribute naming a memory variable's part: "values" or "addressing"
-
-
-# --- keras.ops: the array namespace of the JAX and PyTorch backends ---------------------------
-
-def broadcast_top_k(s_row, s_col, k: int):
-    """``scoring.broadcast_top_k`` on ``keras.ops``: top-K over all m·m sums (eq. 9)."""
-    m = s_row.shape[-1]
-    flat = ops.reshape(s_row[..., :, None] + s_col[..., None, :],
-                       (*s_row.shape[:-1], m * m))
-    return ops.top_k(flat, k)  # flat position i*m + j is the slot id
-
-
-def two_stage_top_k(s_row, s_col, k: int):
-    """``scoring.two_stage_top_k`` on ``keras.ops`` with the backend's stock top-K.
-
-    The same candidates (row rank a, column rank b with (a+1)(b+1) <= K, the proof is in
-    ``scoring``). Ordered by slot id before the last top-K instead of an int64 order key
-    (``keras.ops`` has no bitcast): ties then go to the lower slot id where the backend's
-    top-K is stable (JAX's is; PyTorch does not promise it). Same slots and scores as the
-    TensorFlow path for tie-free scores.
-    """
-    m = s_row.shape[-1]
-    (row_s, row_id), (col_s, col_id) = ops.top_k(s_row, k), ops.top_k(s_col, k)  # (..., K)
-    a, b = _rank_pairs(k)
-    cand_s = ops.take(row_s, a, axis=-1) + ops.take(col_s, b, axis=-1)  # (..., P)
-    cand_id = ops.take(row_id, a, axis=-1) * m + ops.take(col_id, b, axis=-1)
-    order = ops.argsort(cand_id, axis=-1)  # distinct ids: no tie here
-    cand_s = ops.take_along_axis(cand_s, order, axis=-1)
-    cand_id = ops.take_along_axis(cand_id, order, axis=-1)
-    scores, top = ops.top_k(cand_s, k)
-    return scores, ops.take_along_axis(cand_id, top, axis=-1)
-
-
-class KerasOps:
-    """``core``'s array namespace over ``keras.ops`` (any backend; used off TensorFlow)."""
-
-    float32 = "float32"
-    cast, stop_gradient, einsum, square = ops.cast, ops.stop_gradient, ops.einsum, ops.square
-    abs, maximum, where, ones_like, sum = ops.abs, ops.maximum, ops.where, ops.ones_like, ops.sum
-    mean, rsqrt, reshape, matmul, arange = ops.mean, ops.rsqrt, ops.reshape, ops.matmul, ops.arange
-    selection: ClassVar[dict] = {"two_stage": two_stage_top_k, "broadcast": broadcast_top_k}
-
-    @staticmethod
-    def concat(xs, axis):
-        return ops.concatenate(xs, axis)
-
-    @staticmethod
-    def softmax(x):
-        return ops.softmax(x, axis=-1)
-
-    @staticmethod
-    def bias_add(x, bias):
-        return x + bias
-
-    @staticmethod
-    def take(x, ids):
-        return ops.take(x, ids, axis=0)
-
-    @staticmethod
-    def reshape_lead(x, ref, n, tail):
-        return ops.reshape(x, tuple(ops.shape(ref)[:n]) + tuple(tail))
-
-    @staticmethod
-    def broadcast_user(user, items):
-        return ops.broadcast_to(user[:, None, :],
-                                (*ops.shape(items)[:2], ops.shape(user)[-1]))
-
-    @staticmethod
-    def matmul_t(a, b):
-        return ops.matmul(a, ops.transpose(b))
-
-    @staticmethod
-    def lookup(store, ids):
-        return ops.take(store.table, ids, axis=0)
-
-    @staticmethod
-    def batch_mean(store):
-        return lambda total, count: total / ops.maximum(count, 1.0)  # LocalValues' mean
-
-
-def array_namespace():
-    """``core.TF`` on the TensorFlow backend, else ``KerasOps``."""
-    return core.TF if keras.backend.backend() == "tensorflow" else KerasOps
 
 
 def _exporting() -> bool:
@@ -170,6 +83,7 @@ class LMNLayer(keras.layers.Layer):
     Example:
 
     >>> import keras, numpy as np
+    >>> from lmn_tf.keras3 import LMNLayer, MemoryAdam
     >>> items, user = keras.Input((50, 32)), keras.Input((16,))
     >>> out = LMNLayer(num_keys=32, top_k=8)(items, user)
     >>> model = keras.Model([items, user], out)
@@ -368,125 +282,3 @@ def _executing_eagerly() -> bool:
     import tensorflow as tf
 
     return tf.executing_eagerly()
-
-
-@keras.saving.register_keras_serializable(package="lmn_tf")
-class MemoryAdam(keras.optimizers.Optimizer):
-    """Adam with the memory's three rates, for models with Keras 3 ``LMNLayer``s.
-
-    The tf-keras recipe is a ``CompositeOptimizer`` of three (``lmn_tf.memory.LMNLayer``'s
-    docstring says why); Keras 3 has none, so this one optimizer steps each variable by its
-    part: a layer's value table (``value_variables``) lazily, as ``lmn_tf.memory.SparseAdam``
-    does (only the rows read get a step and move their moments), at ``values_learning_rate``;
-    its query MLPs and keys (``addressing_variables``) at ``addressing_learning_rate``; every
-    other variable at ``learning_rate``. With ``decay_steps`` the two Adam rates (addressing
-    and the rest) decay to 0 on a cosine over that many steps while the values' rate stays,
-    as in the tf-keras recipe (``CosineDecay`` on both Adams). On TensorFlow a value step
-    costs O(rows read) (the gradient is a ``tf.IndexedSlices``); on JAX and PyTorch, whose
-    gradients are dense, it costs O(n) and a row counts as read where its gradient is not
-    zero.
-
-    Args:
-      learning_rate: the rest of the model's rate (a float, or a schedule without
-        ``decay_steps``).
-      values_learning_rate: the value tables' rate, constant.
-      addressing_learning_rate: the query MLPs' and keys' rate.
-      decay_steps: the run's training steps: cosine decay of the Adam rates to 0 over
-        them (``CosineDecay(rate, decay_steps)``); None keeps them constant.
-      beta_1, beta_2, epsilon: as in Adam.
-      **kwargs: base optimizer arguments (``name``, ``clipnorm``, ...).
-
-    Example:
-
-    >>> opt = MemoryAdam(1e-3, values_learning_rate=0.03, addressing_learning_rate=1e-4)
-    >>> opt.get_config()["values_learning_rate"]
-    0.03
-    """
-
-    def __init__(self, learning_rate=1e-3, values_learning_rate: float = 0.03,
-                 addressing_learning_rate: float = 1e-4, decay_steps: int | None = None,
-                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-                 name: str = "memory_adam", **kwargs):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        for arg, rate in (("values_learning_rate", values_learning_rate),
-                          ("addressing_learning_rate", addressing_learning_rate)):
-            if not rate >= 0:
-                raise ValueError(f"`{arg}` must be >= 0. Received: {arg}={rate!r}")
-        if decay_steps is not None and (not isinstance(decay_steps, int) or decay_steps <= 0):
-            raise ValueError("`decay_steps` must be a positive int or None. "
-                             f"Received: decay_steps={decay_steps!r}")
-        self.values_learning_rate = float(values_learning_rate)
-        self.addressing_learning_rate = float(addressing_learning_rate)
-        self.decay_steps = decay_steps
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
-
-    def build(self, var_list):
-        if self.built:
-            return
-        super().build(var_list)
-        self._roles = [getattr(v, ROLE, None) for v in var_list]
-        self._momentums = [self.add_variable_from_reference(v, "momentum") for v in var_list]
-        self._velocities = [self.add_variable_from_reference(v, "velocity") for v in var_list]
-
-    def update_step(self, gradient, variable, learning_rate):
-        i = self._get_variable_index(variable)
-        role, m, v = self._roles[i], self._momentums[i], self._velocities[i]
-        rate = {"values": self.values_learning_rate,
-                "addressing": self.addressing_learning_rate}.get(role, learning_rate)
-        dtype = variable.dtype
-        if role != "values" and self.decay_steps:  # CosineDecay(rate, decay_steps), alpha 0
-            done = ops.minimum(ops.cast(self.iterations, "float32"), float(self.decay_steps))
-            rate = rate * 0.5 * (1 + ops.cos(np.pi * done / self.decay_steps))
-        t = ops.cast(self.iterations + 1, dtype)
-        b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
-        alpha = ops.cast(rate, dtype) * ops.sqrt(1 - ops.power(b2, t)) / (1 - ops.power(b1, t))
-        if role == "values":
-            return self._lazy_step(gradient, variable, m, v, alpha, b1, b2)
-        gradient = _dense_gradient(gradient)
-        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - b1))
-        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - b2))
-        self.assign_sub(variable, ops.divide(ops.multiply(m, alpha),
-                                             ops.add(ops.sqrt(v), self.epsilon)))
-
-    def _lazy_step(self, gradient, variable, m, v, alpha, b1, b2):
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            if isinstance(gradient, tf.IndexedSlices):
-                # Keras 3 does not sum repeated rows first (tf-keras' optimizers do).
-                rows, pos = tf.unique(gradient.indices)
-                g = tf.math.unsorted_segment_sum(gradient.values, pos, tf.shape(rows)[0])
-                m_rows = b1 * tf.gather(m, rows) + (1 - b1) * g
-                v_rows = b2 * tf.gather(v, rows) + (1 - b2) * g**2
-                step = alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon)
-                self.assign(m, tf.IndexedSlices(m_rows, rows))
-                self.assign(v, tf.IndexedSlices(v_rows, rows))
-                self.assign_sub(variable, tf.IndexedSlices(step, rows))
-                return
-        read = ops.any(ops.not_equal(gradient, 0), axis=-1, keepdims=True)  # rows read
-        m_old, v_old = ops.convert_to_tensor(m), ops.convert_to_tensor(v)  # where: no Variable
-        m_new = ops.where(read, b1 * m_old + (1 - b1) * gradient, m_old)
-        v_new = ops.where(read, b2 * v_old + (1 - b2) * ops.square(gradient), v_old)
-        self.assign(m, m_new)
-        self.assign(v, v_new)
-        self.assign_sub(variable, ops.where(read, alpha * m_new / (ops.sqrt(v_new)
-                                                                    + self.epsilon), 0.0))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"values_learning_rate": self.values_learning_rate,
-                       "addressing_learning_rate": self.addressing_learning_rate,
-                       "decay_steps": self.decay_steps,
-                       "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon})
-        return config
-
-
-def _dense_gradient(gradient):
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        if isinstance(gradient, tf.IndexedSlices):  # e.g. an embedding outside the memory
-            return tf.convert_to_tensor(gradient)
-    return gradient
-
-

@@ -7,6 +7,7 @@ models, fit with MemoryAdam, .keras save/load, model.export and `lmn-tf serve`.
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import lmn_tf
 from lmn_tf.keras3 import LMNLayer as K3Layer
 from lmn_tf.keras3 import MemoryAdam
 from lmn_tf.memory import keras3 as k3
+from lmn_tf.memory import keras3_ops, keras3_optimizer
 from lmn_tf.memory.layer import LMNLayer as K2Layer
 from lmn_tf.memory.ops import selection as selection_ops
 from lmn_tf.serving import (
@@ -122,11 +124,11 @@ def test_keras_ops_path_equals_tensorflow_path():
         items, user, mask = _inputs(2)
         for training in (True, False):
             want = layer(items, user, mask=mask, training=training, return_slots=True)
-            layer._ops = k3.KerasOps
+            layer._ops = keras3_ops.KerasOps
             try:
                 got = layer(items, user, mask=mask, training=training, return_slots=True)
             finally:
-                layer._ops = k3.array_namespace()
+                layer._ops = keras3_ops.array_namespace()
             np.testing.assert_array_equal(np.asarray(got[1]), want[1].numpy())
             np.testing.assert_allclose(np.asarray(got[0]), want[0].numpy(), atol=1e-6)
 
@@ -417,3 +419,9 @@ def test_the_tf_keras_layer_points_keras3_inputs_to_the_keras3_layer():
     items, user = keras.Input((50, 32)), keras.Input((16,))
     with pytest.raises(TypeError, match=r"use lmn_tf\.keras3\.LMNLayer"):
         lmn_tf.LMNLayer(num_keys=32, top_k=8)(items, user)
+
+
+@pytest.mark.parametrize("module", [k3, keras3_optimizer])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
