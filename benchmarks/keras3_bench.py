@@ -9,8 +9,12 @@ serving run). Train step: forward in training mode, memory loss, gradient and ea
 three-rate recipe: tf-keras ``SparseAdam(0.03)`` on the values and a legacy ``Adam(1e-4)`` on
 the addressing (as ``CompositeOptimizer`` applies them); Keras 3 ``MemoryAdam`` (the same
 rates in one optimizer). The two layers are timed in alternating rounds, so drift in the
-machine's load hits both. Rows: median wall time ("ms") and process CPU time over all threads
-("cpu_ms") per call. Prints a table and writes benchmarks/results/keras3_bench.json.
+machine's load hits both. Both sides are timed and summarised by ``benchmarks/peer/benchutil.py``
+(the peer comparison's statistics): a call during which other processes took CPU time counts
+as contended, and a row's "ms" is the median wall time of its quiet calls when at least 3 were
+quiet, else of all ("ms_basis" says which; "wall" holds quartiles and every call); "cpu_ms" is
+the median process CPU time over all threads. The keras3 / tf-keras ratios use one basis for
+both sides. Prints a table and writes benchmarks/results/keras3_bench.json.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import os
 import platform
 import statistics
-import time
+import sys
 from pathlib import Path
 
 import keras
@@ -34,17 +38,24 @@ from lmn_tf.memory import LMNLayer as Keras2Layer
 from lmn_tf.memory import SparseAdam
 from lmn_tf.memory.ops import kernel_available
 
-OUT = Path(__file__).parent / "results" / "keras3_bench.json"
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE / "peer"))
+from benchutil import contended_run, loadavg, probe, stats_ms  # noqa: E402
+
+OUT = HERE / "results" / "keras3_bench.json"
 
 
-def _time(fn, steps: int) -> tuple[list[float], list[float]]:
-    wall, cpu = [], []
+def _time(fn, steps: int) -> tuple[list[float], list[float], list[bool]]:
+    """Wall and process CPU seconds of ``steps`` calls, and whether each was contended."""
+    wall, cpu, contended = [], [], []
     for _ in range(steps):
-        start, start_cpu = time.perf_counter(), time.process_time()
+        start = probe()
         fn().numpy()
-        wall.append(1000 * (time.perf_counter() - start))
-        cpu.append(1000 * (time.process_time() - start_cpu))
-    return wall, cpu
+        end = probe()
+        wall.append(end[0] - start[0])
+        cpu.append(end[1] - start[1])
+        contended.append(contended_run(start, end)[1])
+    return wall, cpu, contended
 
 
 def _steps(layer, optimizers, items, user, mask):
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
-    load_before = os.getloadavg()  # a busy machine makes every figure here suspect
+    load_before = loadavg()  # a busy machine makes every figure here suspect
     rng = np.random.default_rng(0)
     items = tf.constant(rng.normal(size=(args.batch, args.seq, args.dim)), tf.float32)
     user = tf.constant(rng.normal(size=(args.batch, args.dim)), tf.float32)
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "keras3": _steps(keras3, [(MemoryAdam(1e-3), lambda: keras3.trainable_variables)],
                          items, user, mask),
     }
-    times = {(name, kind): ([], []) for name in variants for kind in ("forward", "train")}
+    times = {(name, kind): ([], [], []) for name in variants for kind in ("forward", "train")}
     for fns in variants.values():  # tracing, the kernel's first load, optimizer slots
         for fn in fns:
             for _ in range(max(args.warmup, 1)):
@@ -113,31 +124,41 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for name, (forward, train) in variants.items():
             for kind, fn in (("forward", forward), ("train", train)):
-                wall, cpu = _time(fn, args.steps)
-                times[name, kind][0].extend(wall)
-                times[name, kind][1].extend(cpu)
-    rows = [{"layer": name, "step": kind, "ms": statistics.median(wall),
-             "cpu_ms": statistics.median(cpu), "calls": len(wall)}
-            for (name, kind), (wall, cpu) in times.items()]
+                for series, new in zip(times[name, kind], _time(fn, args.steps), strict=True):
+                    series.extend(new)
+    rows = []
+    for (name, kind), (wall, cpu, contended) in times.items():
+        summary = stats_ms(wall, contended)
+        basis = "quiet" if summary["quiet"] else "all"
+        rows.append({"layer": name, "step": kind, "ms": (summary["quiet"] or summary)["median"],
+                     "ms_basis": basis, "cpu_ms": 1000 * statistics.median(cpu),
+                     "calls": len(wall), "wall": summary})
     ratios = {}
     for kind in ("forward", "train"):
         a, b = (next(r for r in rows if r["layer"] == n and r["step"] == kind)
                 for n in ("keras3", "tf-keras"))
-        ratios[kind] = {"ms": a["ms"] / b["ms"], "cpu_ms": a["cpu_ms"] / b["cpu_ms"]}
+        basis = "quiet" if a["ms_basis"] == b["ms_basis"] == "quiet" else "all"
+        wall_a, wall_b = ((r["wall"]["quiet"] if basis == "quiet" else r["wall"])["median"]
+                          for r in (a, b))
+        ratios[kind] = {"ms": wall_a / wall_b, "ms_basis": basis,
+                        "cpu_ms": a["cpu_ms"] / b["cpu_ms"]}
 
     print(f"√n = {args.sqrt_n}, H = {args.heads}, K = {args.top_k}, B = {args.batch}, "
           f"L = {args.seq}, d = {args.dim}; selection kernel: {kernel_available()}")
-    print(f"{'layer':10s} {'step':8s} {'ms':>9s} {'cpu_ms':>9s}")
+    print(f"{'layer':10s} {'step':8s} {'ms':>9s} {'basis':>6s} {'cpu_ms':>9s} {'contended':>9s}")
     for r in rows:
-        print(f"{r['layer']:10s} {r['step']:8s} {r['ms']:9.2f} {r['cpu_ms']:9.2f}")
+        contended = f"{r['wall']['contended_runs']}/{r['calls']}"
+        print(f"{r['layer']:10s} {r['step']:8s} {r['ms']:9.2f} {r['ms_basis']:>6s} "
+              f"{r['cpu_ms']:9.2f} {contended:>9s}")
     for kind, ratio in ratios.items():
-        print(f"keras3 / tf-keras {kind:8s} {ratio['ms']:.3f} (wall) {ratio['cpu_ms']:.3f} (cpu)")
+        print(f"keras3 / tf-keras {kind:8s} {ratio['ms']:.3f} (wall, {ratio['ms_basis']}) "
+              f"{ratio['cpu_ms']:.3f} (cpu)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "rows": rows, "keras3_over_tf_keras": ratios,
         "selection_kernel": kernel_available(), "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
+        "load_average_after": loadavg(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "python": platform.python_version()},
         "cpus": os.cpu_count()}, indent=2) + "\n")

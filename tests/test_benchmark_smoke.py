@@ -108,6 +108,8 @@ def test_keras3_bench(tmp_path):
     results = json.loads(out.read_text())
     assert {(r["layer"], r["step"]) for r in results["rows"]} == {
         (layer, step) for layer in ("tf-keras", "keras3") for step in ("forward", "train")}
+    # benchutil's summary (the peer comparison's statistics) of every timed call
+    assert all(r["wall"]["n"] == r["calls"] == 1 for r in results["rows"])
 
 
 def test_topk_bench(tmp_path):
