@@ -14,7 +14,7 @@ Sequences. ``hist_item_ids`` = the user's last 50 earlier rated items, ``hist_ra
 ratings; ``sim_item_ids`` / ``sim_ratings`` = SIM's hard search: of the user's last 1000 earlier
 rated items, the latest 50 sharing at least one genre with the target. Both chronological,
 left-aligned, zero-padded. ``history="positive"`` keeps only the positively rated items in
-both (the setting of the results up to commit bae9dbd). `lmn_tf.data.features` computes them.
+both (the paper's setting). `lmn_tf.data.features` computes them.
 
 Vocabularies come from the metadata files (``.user``, ``.item``), not from the train split:
 users and items are known entities, and a test-time user keeps its own (untrained) row rather

@@ -7,9 +7,8 @@ Sequences are chronological (oldest first), left-aligned and zero-padded on the 
 Behaviour sequences carry feedback: ``hist_ratings[b, j]`` is the rating (1-5; 0 = padding)
 the user gave ``hist_item_ids[b, j]``, likewise ``sim_ratings`` for ``sim_item_ids``. With
 ``history="rated"`` (the default) every earlier rated item enters the sequences; with
-``history="positive"`` only the positives do (the paper's setting, the project's results up
-to commit bae9dbd). Synthetic data has clicks, not ratings: its rating is ``label + 1`` (1 =
-shown and not clicked, 2 = clicked).
+``history="positive"`` only the positives do (the paper's setting). Synthetic data has
+clicks, not ratings: its rating is ``label + 1`` (1 = shown and not clicked, 2 = clicked).
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ class LMNLayer(tf.keras.layers.Layer):
 
     def call(self, items, user, mask=None, training=None, return_slots=False):
         # Keras converts only the first positional argument; NumPy arrays and lists given as
-        # `user` or `mask` must reach validation as tensors too (issue 20).
+        # `user` or `mask` must reach validation as tensors too.
         items, user = tf.convert_to_tensor(items), tf.convert_to_tensor(user)
         mask = None if mask is None else tf.convert_to_tensor(mask)
         self._check_inputs(items, user, mask)

@@ -32,9 +32,9 @@ class RankingModel(tfrs.models.Model):
         dropout: dropout rate after each hidden layer.
         l2: L2 penalty on looked-up embedding rows.
         feedback: sequence items carry their ratings (``FeatureStack``); False reads the item
-            ids alone (the paper's models, the project's results up to commit bae9dbd).
+            ids alone (the paper's models).
         statistics: the running statistics (``schema.STATISTICS``) join the MLP input;
-            False leaves them out (the paper's models, the results up to commit bae9dbd).
+            False leaves them out (the paper's models).
 
     Call arguments:
         features: dict of ``schema.FEATURES`` tensors (extra keys such as the label are
@@ -75,7 +75,7 @@ class RankingModel(tfrs.models.Model):
         return self.features.behaviours(features, name), features[name] != 0
 
     def call(self, features: dict, training: bool = False) -> tf.Tensor:
-        # Keras converts NumPy values of the dict but not Python lists (issue 20).
+        # Keras converts NumPy values of the dict but not Python lists.
         features = {k: v if tf.is_tensor(v) else tf.convert_to_tensor(v)
                     for k, v in features.items()}
         user = self.features.user(features)  # (B, 5d)
