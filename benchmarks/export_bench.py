@@ -26,10 +26,10 @@ import tensorflow as tf
 
 import lmn_tf  # noqa: F401  (tf-keras before TensorFlow)
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays, zero_features
 from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.export import export_saved_model
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_arrays, zero_features
 
 ML_1M = schema.Vocab(num_users=6041, num_items=3884, num_genders=3, num_ages=8,
                      num_occupations=22, num_zips=679, num_genres=19, num_years=11)

@@ -76,9 +76,9 @@ BAD_GRPC = {"UNKNOWN", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "DEADLINE_EXCEEDE
 
 def export_lmn(base: str, seed: int, tiny: bool = False) -> str:
     """An untrained LMN, exported into ``base/lmn/NEXT`` by the real exporter."""
+    from lmn_tf.data.random_batches import zero_features
     from lmn_tf.export import export_saved_model
     from lmn_tf.models import build_model
-    from lmn_tf.models.testing import zero_features
 
     tf.keras.utils.set_random_seed(seed)
     vocab = schema.Vocab(**(TINY_VOCAB if tiny else ML1M))

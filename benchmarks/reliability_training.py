@@ -194,7 +194,7 @@ def damaged_checkpoints(work: pathlib.Path) -> list[dict]:
 
     from lmn_tf import checkpointing, train
     from lmn_tf.data import schema
-    from lmn_tf.models.testing import random_arrays
+    from lmn_tf.data.random_batches import random_arrays
 
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     data = (random_arrays(vocab, 96, seed=1), random_arrays(vocab, 32, seed=2), vocab)

@@ -79,9 +79,9 @@ def export_untrained(names: list[str], base: str) -> dict[str, str]:
     Latency depends on the graph, not on the weights' values, so this stands in for the
     trained exports when none is at hand.
     """
+    from lmn_tf.data.random_batches import zero_features
     from lmn_tf.export import export_saved_model
     from lmn_tf.models import build_model
-    from lmn_tf.models.testing import zero_features
 
     for name in names:
         model = build_model(name, ML1M_VOCAB)

@@ -10,7 +10,7 @@ from lmn_tf import checkpointing, early_stopping, train
 from lmn_tf import data as lmn_data
 from lmn_tf.ctr_metrics import predict, score
 from lmn_tf.data import schema
-from lmn_tf.models.testing import random_arrays
+from lmn_tf.data.random_batches import random_arrays
 
 VOCAB = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
 CONFIG = {"model": "din", "dataset": "ml-100k", "batch_size": 16, "epochs": 8, "patience": 1,

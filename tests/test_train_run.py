@@ -12,9 +12,9 @@ from lmn_tf import cli, train
 from lmn_tf import data as lmn_data
 from lmn_tf.ctr_metrics import predict
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays
 from lmn_tf.experiments import command, runner, tables
 from lmn_tf.models.lmn import PRESETS, legacy_hparams
-from lmn_tf.models.testing import random_arrays
 
 TINY_LMN = ('{"embedding_dim": 8, "hidden_units": [16], "attention_units": [8], '
             '"num_keys": 6, "top_k": 2, "value_dim": 8}')

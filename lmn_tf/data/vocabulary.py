@@ -173,7 +173,7 @@ class Vocabulary:
             ValueError: an index beyond its table.
 
         Example:
-            >>> from lmn_tf.models.testing import random_arrays
+            >>> from lmn_tf.data.random_batches import random_arrays
             >>> v = Vocab(10, 20, 3, 8, 22, 100, 19, 10)
             >>> x = random_arrays(v, 2)
             >>> voc = Vocabulary.identity(v)

@@ -49,7 +49,7 @@ def check_run_dir(run_dir: str) -> None:
 
 
 def warmup_features(model, n: int = WARMUP_ROWS) -> dict | None:
-    """Warm-up rows: random valid ids over the model's vocabularies (``models.testing``).
+    """Warm-up rows: random valid ids over the model's vocabularies (``data.random_batches``).
 
     Not evaluation rows: reading them may rebuild the dataset cache (minutes) or need data
     files the export machine lacks. Random ids exercise every embedding table, the full
@@ -57,7 +57,7 @@ def warmup_features(model, n: int = WARMUP_ROWS) -> dict | None:
     rows through ``export_saved_model(..., warmup=...)``.
     """
     from lmn_tf.data import schema
-    from lmn_tf.models.testing import random_arrays
+    from lmn_tf.data.random_batches import random_arrays
 
     vocab = getattr(model, "vocab", None)
     if vocab is None:

@@ -50,7 +50,7 @@ class RawInputs(tf.Module):
     >>> import tempfile
     >>> import numpy as np
     >>> from lmn_tf.data.schema import Vocab
-    >>> from lmn_tf.models.testing import random_arrays
+    >>> from lmn_tf.data.random_batches import random_arrays
     >>> voc = Vocabulary.identity(Vocab(10, 20, 3, 8, 22, 100, 19, 10))
     >>> raw = voc.to_raw(random_arrays(Vocab(10, 20, 3, 8, 22, 100, 19, 10), 2))
     >>> raw["item_id"] = np.array(["7", "a movie never seen"], dtype=object)

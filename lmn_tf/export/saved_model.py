@@ -100,7 +100,7 @@ def export_saved_model(model: tf.keras.Model, base_path: str, model_name: str,
 
     Example:
     >>> from lmn_tf.models.base import Base
-    >>> from lmn_tf.models.testing import random_features
+    >>> from lmn_tf.data.random_batches import random_features
     >>> from lmn_tf.data.schema import Vocab
     >>> import tempfile
     >>> v = Vocab(10, 20, 3, 8, 22, 100, 19, 10)

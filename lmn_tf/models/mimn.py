@@ -96,7 +96,7 @@ class MIMN(DIN):
 
     Example:
     >>> from lmn_tf.data.schema import Vocab
-    >>> from lmn_tf.models.testing import random_features
+    >>> from lmn_tf.data.random_batches import random_features
     >>> v = Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     >>> MIMN(v, embedding_dim=4)(random_features(v, 2)).shape
     TensorShape([2, 1])

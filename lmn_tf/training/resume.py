@@ -20,7 +20,7 @@ import tensorflow as tf
 from lmn_tf import checkpointing
 from lmn_tf import data as lmn_data
 from lmn_tf.data import schema
-from lmn_tf.models.testing import zero_features
+from lmn_tf.data.random_batches import zero_features
 from lmn_tf.training.optimizer import check_iterations
 
 

@@ -24,9 +24,9 @@ import tensorflow as tf
 
 from lmn_tf import checkpointing, early_stopping
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import zero_features
 from lmn_tf.models import build_model
 from lmn_tf.models.lmn import PRESETS, legacy_hparams
-from lmn_tf.models.testing import zero_features
 
 # `lmn-tf train`'s defaults (its flags' and `lmn_tf.train.train`'s), the one place they live.
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,

@@ -17,10 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays, zero_features
 from lmn_tf.distributed import shard_checkpoints, training
 from lmn_tf.memory.values import LocalValues
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_arrays, zero_features
 from lmn_tf.train import make_optimizer
 
 training.init()

@@ -12,11 +12,11 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays, zero_features
 from lmn_tf.distributed import shard_checkpoints, training
 from lmn_tf.distributed.values import AlltoallValues
 from lmn_tf.export import export_saved_model
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_arrays, zero_features
 
 training.init()
 import horovod.tensorflow as hvd  # noqa: E402

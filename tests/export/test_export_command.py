@@ -10,9 +10,9 @@ import tensorflow as tf
 from lmn_tf import train as lmn_train
 from lmn_tf.cli import main
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays
 from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.export.warmup import read_warmup
-from lmn_tf.models.testing import random_arrays
 
 VOCAB = schema.Vocab(30, 40, 3, 8, 22, 100, 19, 10)
 HPARAMS = dict(embedding_dim=4, hidden_units=(8,), attention_units=(8,), num_keys=8, top_k=4,

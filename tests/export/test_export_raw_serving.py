@@ -19,13 +19,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays
 from lmn_tf.data.raw import RAW_FEATURES
 from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.demo import wait_until_available
 from lmn_tf.export import export_saved_model
 from lmn_tf.export.raw_inputs import RawInputs
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_arrays
 from lmn_tf.serving import ServerProcess, predict_grpc, predict_rest
 
 pytestmark = pytest.mark.timeout(300)

@@ -11,13 +11,13 @@ import pytest
 import tensorflow as tf
 
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays
 from lmn_tf.data.raw import RAW_FEATURES
 from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.export import export_saved_model, signature
 from lmn_tf.export.versions import existing_versions, next_version
 from lmn_tf.export.warmup import WARMUP_FILE, read_warmup
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_arrays
 
 VOCAB = schema.Vocab(30, 40, 3, 8, 22, 100, 19, 10)
 TINY = dict(embedding_dim=4, hidden_units=(8,), attention_units=(8,), num_keys=8, top_k=4,
@@ -245,7 +245,7 @@ import os, signal, sys
 import lmn_tf
 import lmn_tf.export.saved_model as saved_model
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_features
+from lmn_tf.data.random_batches import random_features
 from lmn_tf.data import schema
 
 def die(*args, **kwargs):  # SIGKILL mid-export: no cleanup code runs

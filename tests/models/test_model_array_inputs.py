@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays, random_features
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_arrays, random_features
 
 VOCAB = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
 

@@ -7,10 +7,10 @@ import tensorflow as tf
 from lmn_tf import ctr_metrics
 from lmn_tf import data as lmn_data
 from lmn_tf.data import schema, synthetic
+from lmn_tf.data.random_batches import random_features, zero_features
 from lmn_tf.memory import SparseAdam
 from lmn_tf.models import MODELS, build_model
 from lmn_tf.models.lmn import PRESETS, QUERIES
-from lmn_tf.models.testing import random_features, zero_features
 from lmn_tf.train import make_optimizer
 
 TINY = {"embedding_dim": 8, "hidden_units": (16,)}

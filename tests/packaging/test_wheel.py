@@ -160,7 +160,7 @@ IN_PROCESS = """
 import json, sys
 import numpy as np, tensorflow as tf
 from lmn_tf import train
-from lmn_tf.models.testing import random_arrays
+from lmn_tf.data.random_batches import random_arrays
 model, config = train.load_run(sys.argv[1])
 x = {k: v for k, v in random_arrays(config["vocab"], 4, seed=3).items() if k != "label"}
 json.dump({k: v.tolist() for k, v in x.items()}, open(sys.argv[2], "w"))

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from lmn_tf import checkpointing, train
 from lmn_tf.data import schema
-from lmn_tf.models.testing import random_arrays
+from lmn_tf.data.random_batches import random_arrays
 
 VOCAB = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
 DATA = (random_arrays(VOCAB, 96, seed=1), random_arrays(VOCAB, 32, seed=2), VOCAB)

@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from lmn_tf import checkpointing, train
 from lmn_tf.data import schema
+from lmn_tf.data.random_batches import random_arrays, zero_features
 from lmn_tf.models import build_model
-from lmn_tf.models.testing import random_arrays, zero_features
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_LMN = {"embedding_dim": 8, "hidden_units": [8], "attention_units": [4], "num_keys": 4,
