@@ -2,8 +2,9 @@
 two-stage selection, read-out and memory loss, as functions of arrays and weights.
 
 Both LMN layers are shells over these functions: ``lmn_tf.memory.LMNLayer`` (tf-keras) and
-``lmn_tf.keras3.LMNLayer`` (Keras 3) own the weights, the config and the Keras plumbing (MLP
-sub-layers, moving-moment assignment, ``add_loss``), and call these with their weights and an
+``lmn_tf.keras3.LMNLayer`` (Keras 3) own the weights and the Keras plumbing (MLP sub-layers,
+moving-moment assignment, ``add_loss``, serialising their initializers; ``layer_config`` gives
+the constructor arguments both configs hold), and call these with their weights and an
 array namespace ``ops``: ``TF`` (TensorFlow ops: the tf-keras layer, and the Keras 3 layer on
 the TensorFlow backend, where the selection kernel and sparse value gradients are) or the
 Keras 3 layer's ``keras.ops`` namespace (JAX, PyTorch). The math uses only the namespace's

@@ -53,7 +53,8 @@ PROFILE_BUCKETS = 2**16
 
 # Named LMN hparams of the measured recipes (README, "LMN presets"): LMN(vocab, **PRESETS[name]).
 PRESETS = {
-    # The paper's design (the defaults before issue 28; Table 1 and Table 2 measured it).
+    # The paper's design (the defaults before the memory-by-default work; Table 1 and Table 2
+    # measured it).
     "paper": {"queries": "history_and_target", "query_user_id": True, "num_heads": 1,
               "top_k": 8, "query_norm": False},
     # Memorisation (`lmn-tf experiment capacity`): a (profile, item) store at fixed addresses;
@@ -148,7 +149,7 @@ class LMN(DIN):
 
     Example:
     >>> from lmn_tf.data.schema import Vocab
-    >>> from lmn_tf.models.testing import random_features
+    >>> from lmn_tf.data.random_batches import random_features
     >>> v = Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     >>> LMN(v, embedding_dim=4, num_keys=8, top_k=4)(random_features(v, 2)).shape
     TensorShape([2, 1])

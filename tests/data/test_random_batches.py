@@ -39,8 +39,5 @@ def test_zero_features_is_one_padding_batch():
     assert all(not np.any(t.numpy()) for t in batch.values())
 
 
-def test_docstring_example_and_old_name():
+def test_docstring_example():
     assert doctest.testmod(random_batches).failed == 0
-    from lmn_tf.models import testing  # the old module name still imports the same functions
-
-    assert testing.zero_features is zero_features and testing.random_arrays is random_arrays
