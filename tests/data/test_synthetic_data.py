@@ -150,3 +150,12 @@ def test_spatial_refuses_bad_arguments():
         synthetic.spatial(history_noise=1.5)
     with pytest.raises(ValueError, match="cold_users_per_group"):
         synthetic.spatial(cold_users_per_group=-1)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from lmn_tf.data.synthetic import known_answer, long_term, pairs
+
+    for module in (known_answer, long_term, pairs):
+        assert doctest.testmod(module).failed == 0, module.__name__
