@@ -38,15 +38,7 @@ ACCUMULATOR = "model/memory/values/.OPTIMIZER_SLOT/optimizer/Optimizer0/accumula
 
 def slot_use(model, batch: dict) -> dict[str, float]:
     memory = model.memory
-    seq, mask = model.sequence(batch)  # (B, L, d), (B, L)
-    target = model.target_item(model.features.target(batch))  # (B, d)
-    items, user, mask = model.memory_inputs(batch, seq, mask, target,
-                                            model.features.user(batch))
-    weight, memory.memory_loss_weight = memory.memory_loss_weight, 0.0  # read, add no loss
-    try:
-        _, slots = memory(items, user, mask=mask, return_slots=True)
-    finally:
-        memory.memory_loss_weight = weight
+    slots = model.read_slots(batch)
     metrics = slot_usage_metrics(memory.num_slots)
     for metric in metrics:
         metric.update_state(slots)

@@ -23,6 +23,8 @@ def test_spatial_writes_warm_and_cold_cells_and_a_rerun_keeps_them(tmp_path, mon
                                                              "num_heads": 1}
     for subset in ("warm", "cold"):
         assert 0.5 < lmn["scores"][subset]["bayes_auc"] < 1
+    assert set(lmn["slot_overlap"]) == {"within", "across"} and "slot_overlap" not in base
+    assert all(0 <= v <= 1 for v in lmn["slot_overlap"].values())
     assert results["task"]["num_groups"] == 4 and "--eval-samples 2000" in results["command"]
     assert "| lmn √n=8 | 1 |" in (tmp_path / "spatial.md").read_text()
     assert (tmp_path / "spatial.png").stat().st_size > 0

@@ -25,9 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from lmn_tf.data import synthetic
+from lmn_tf.data.pipeline import make_dataset
 from lmn_tf.experiments.capacity import gap_closed
 from lmn_tf.experiments.runner import ResultTable
+from lmn_tf.memory.diagnostics import group_slot_overlap
 from lmn_tf.train import DEFAULTS, train
+from lmn_tf.training.run_dir import load_run
 
 MODELS = ("base", "din", "sim", "pair", "oracle", "lmn")
 NUM_KEYS = (100, 316, 1000)
@@ -66,6 +69,18 @@ def subset_scores(metrics: dict, eval_arrays: dict, warm_users: np.ndarray) -> d
     return out
 
 
+def cold_slot_overlap(run_dir: pathlib.Path, eval_arrays: dict, warm_users: np.ndarray,
+                      rows: int = 20_000) -> dict[str, float]:
+    """``group_slot_overlap`` of a trained LMN's reads on the first ``rows`` evaluation
+    samples of cold users: do users of one latent group read the same slots?"""
+    model, _ = load_run(run_dir)
+    cold = ~np.isin(eval_arrays["user_id"], warm_users)
+    sub = {k: v[cold][:rows] for k, v in eval_arrays.items()}
+    slots = np.concatenate([model.read_slots(features).numpy()
+                            for features in make_dataset(sub, 2048)])
+    return group_slot_overlap(slots, sub[synthetic.GROUP], sub["item_id"])
+
+
 def stat(values) -> str:
     """Mean (± std over seeds, ddof 1) of the values that exist."""
     values = [v for v in values if v is not None]
@@ -84,6 +99,14 @@ def closed(runs: list[dict], subset: str) -> str:
     return f"{pct.mean():.0f}%" if len(pct) < 2 else f"{pct.mean():.0f}% ± {pct.std(ddof=1):.0f}"
 
 
+def overlap(runs: list[dict]) -> str:
+    """Mean slot overlap within / across groups over the runs that measured it."""
+    got = [r["slot_overlap"] for r in runs if r.get("slot_overlap")]
+    if not got:
+        return "-"
+    return " / ".join(f"{np.mean([g[k] for g in got]):.3f}" for k in ("within", "across"))
+
+
 def markdown(results: dict) -> str:
     task = results.get("task", {})
     lines = ["# Spatial: a preference per (latent group, item) pair, cold users included", "",
@@ -93,7 +116,8 @@ def markdown(results: dict) -> str:
              f"Wall time: {results['wall_seconds'] / 60:.1f} min "
              f"({'complete' if results['complete'] else 'INCOMPLETE'}).", "",
              "| row | seeds | AUC | warm AUC | cold AUC | gap closed, warm | gap closed, cold "
-             "| ms/step |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| slot overlap, cold: within / across group | ms/step |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     rows = list(dict.fromkeys(r["row"] for r in results["runs"]))
     for row in rows:
         runs = [r for r in results["runs"] if r["row"] == row]
@@ -101,7 +125,8 @@ def markdown(results: dict) -> str:
             f"| {row} | {len(runs)} | {stat(r['scores']['all']['auc'] for r in runs)} | "
             f"{stat(r['scores']['warm']['auc'] for r in runs)} | "
             f"{stat(r['scores']['cold']['auc'] for r in runs)} | {closed(runs, 'warm')} | "
-            f"{closed(runs, 'cold')} | {np.mean([r['ms_per_step'] for r in runs]):.1f} |")
+            f"{closed(runs, 'cold')} | {overlap(runs)} | "
+            f"{np.mean([r['ms_per_step'] for r in runs]):.1f} |")
     bayes = [r["scores"] for r in results["runs"] if r["row"] == rows[0]] if rows else []
     if bayes:
         lines += ["", "Bayes-optimal AUC (mean over seeds): all "
@@ -111,7 +136,9 @@ def markdown(results: dict) -> str:
     lines += ["", "Gap closed = (AUC - AUC_Base) / (AUC_Bayes - AUC_Base) on the same seed and "
               "users; ± is the std over seeds (ddof 1); ms/step = training wall time / steps "
               "(batch 1024, shared 2-core CPU). Warm users have training samples, cold users "
-              "none."]
+              "none. Slot overlap: mean Jaccard overlap of the slots two cold users' samples of "
+              "one item read, users of one latent group vs of two "
+              "(`lmn_tf.memory.diagnostics.group_slot_overlap`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -198,9 +225,13 @@ def run(args: argparse.Namespace) -> int:
                       for s in SUBSETS if base is not None and scores[s]["auc"] is not None
                       and base[s]["auc"] is not None}
             steps = -(-len(train_arrays["label"]) // DEFAULTS["batch_size"])
+            warm_users = np.unique(train_arrays["user_id"])
             table.add({"row": label, "seed": seed, "model": model, "hparams": hp,
                        "scores": scores, "gap_closed": closed,
-                       "ms_per_step": 1000 * metrics["train_seconds"] / steps})
+                       "ms_per_step": 1000 * metrics["train_seconds"] / steps,
+                       **({"slot_overlap": cold_slot_overlap(runs_dir / slug, eval_arrays,
+                                                             warm_users)}
+                          if model == "lmn" else {})})
             print("   " + "  ".join(f"{s} AUC {scores[s]['auc']:.4f}" for s in SUBSETS
                                     if scores[s]["auc"] is not None), flush=True)
     print(table.finish())

@@ -124,3 +124,54 @@ def slot_usage_metrics(num_slots: int, window: int | None = None,
     """The three diagnostics for a memory of ``num_slots`` (``LMNLayer.num_slots``) slots."""
     return [SlotCoverage(num_slots, window), SlotUsageEntropy(num_slots),
             TopSlotShare(num_slots, top_fraction)]
+
+
+def group_slot_overlap(slots, groups, items, max_per_item: int = 40,
+                       seed: int = 0) -> dict[str, float]:
+    """Whether users of one group read the same slots: mean Jaccard overlap of the slot sets
+    of two samples with the same target item, for pairs whose users share a group
+    (``"within"``) and pairs whose users do not (``"across"``).
+
+    A memory passes a group's knowledge to a user only through slots the group's users wrote:
+    ``within`` well above ``across`` is the precondition; equal values mean that the memory
+    addresses users as a random hash would, whatever it has stored.
+
+    Args:
+        slots: (N, ...) slot ids read per sample (-1: none), e.g. from
+            ``LMNLayer(..., return_slots=True)``.
+        groups: (N,) the group of each sample's user.
+        items: (N,) the target item of each sample.
+        max_per_item: samples per item compared (every pair among them; drawn at random).
+        seed: seed of that draw.
+
+    Example:
+    >>> import numpy as np
+    >>> slots = np.array([[0, 1], [0, 1], [2, 3], [0, 2]])
+    >>> group_slot_overlap(slots, groups=[0, 0, 1, 1], items=[5, 5, 5, 5])
+    {'within': 0.667, 'across': 0.167}
+    """
+    import numpy as np
+
+    slots = np.asarray(slots).reshape(len(slots), -1)
+    groups, items = np.asarray(groups), np.asarray(items)
+    rng = np.random.default_rng(seed)
+    sums = {"within": [0.0, 0], "across": [0.0, 0]}
+    for item in np.unique(items):
+        rows = np.flatnonzero(items == item)
+        if len(rows) > max_per_item:
+            rows = rng.choice(rows, max_per_item, replace=False)
+        s = slots[rows]
+        ids, local = np.unique(s[s >= 0], return_inverse=True)
+        read = np.zeros((len(rows), len(ids)), np.float32)  # (m, slots read by any of them)
+        read[np.nonzero(s >= 0)[0], local] = 1.0
+        inter = read @ read.T
+        size = read.sum(1)
+        union = size[:, None] + size[None] - inter
+        jaccard = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        pair = np.triu(np.ones_like(jaccard, bool), 1)
+        same = groups[rows][:, None] == groups[rows][None]
+        for key, mask in (("within", pair & same), ("across", pair & ~same)):
+            sums[key][0] += float(jaccard[mask].sum())
+            sums[key][1] += int(mask.sum())
+    return {k: round(total / count, 3) if count else float("nan")
+            for k, (total, count) in sums.items()}

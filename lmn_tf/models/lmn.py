@@ -257,3 +257,16 @@ class LMN(DIN):
 
     def addressing_variables(self) -> list[tf.Variable]:
         return self.memory.addressing_variables
+
+    def read_slots(self, features: dict) -> tf.Tensor:
+        """The slots (B, L', H, K) the memory's queries of ``features`` read (-1: a padded
+        query), inference path, no memory loss added: ``lmn_tf.memory.diagnostics``' input."""
+        seq, mask = self.sequence(features)  # (B, L, d), (B, L)
+        item = self.target_item(self.features.target(features))  # (B, d)
+        items, user, mask = self.memory_inputs(features, seq, mask, item,
+                                               self.features.user(features))
+        weight, self.memory.memory_loss_weight = self.memory.memory_loss_weight, 0.0
+        try:
+            return self.memory(items, user, mask=mask, return_slots=True)[1]
+        finally:
+            self.memory.memory_loss_weight = weight

@@ -101,3 +101,16 @@ def test_metrics_show_in_fit():
     assert {"slot_coverage", "slot_entropy", "top_slot_share", "memory_loss"} <= set(
         history.history)
     assert 0 < history.history["slot_coverage"][0] <= 1
+
+
+def test_group_slot_overlap_by_hand():
+    from lmn_tf.memory.diagnostics import group_slot_overlap
+
+    # item 7: users of group 0 read {1, 2} and {1, 2} (1.0), of group 1 {3} and {3, -1}
+    # (1.0: -1 is no slot); across groups every pair is disjoint. Item 8: one sample only.
+    slots = np.array([[1, 2], [1, 2], [3, -1], [3, 3], [1, 2]])
+    got = group_slot_overlap(slots, groups=[0, 0, 1, 1, 1], items=[7, 7, 7, 7, 8])
+    assert got == {"within": 1.0, "across": 0.0}
+    # Half-overlapping sets: |{1,2} & {2,3}| / |{1,2,3}| = 1/3, across groups.
+    got = group_slot_overlap(np.array([[1, 2], [2, 3]]), groups=[0, 1], items=[7, 7])
+    assert got["across"] == 0.333 and np.isnan(got["within"])
