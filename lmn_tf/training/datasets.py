@@ -5,7 +5,9 @@ from __future__ import annotations
 from lmn_tf import data as lmn_data
 from lmn_tf.training.run_dir import DEFAULTS
 
-DATASETS = ("ml-1m", "ml-100k", "synthetic")
+# "synthetic": long-term interests in topics; "synthetic-items": in items (synthetic.load's
+# long_term).
+DATASETS = ("ml-1m", "ml-100k", "synthetic", "synthetic-items")
 
 
 def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = None,
@@ -21,10 +23,11 @@ def load_data(dataset: str, limit: int | None = None, eval_limit: int | None = N
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}. Received: dataset={dataset!r}")
-    if dataset == "synthetic":
+    if dataset.startswith("synthetic"):
         from lmn_tf.data import synthetic
 
-        train, eval_, vocab = synthetic.load(seed=0, history=history)
+        long_term = "items" if dataset == "synthetic-items" else "topics"
+        train, eval_, vocab = synthetic.load(seed=0, history=history, long_term=long_term)
     else:
         train, eval_, vocab = lmn_data.load(dataset, progress=progress, history=history)
     if limit:

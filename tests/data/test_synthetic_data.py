@@ -159,3 +159,33 @@ def test_docstring_examples_run():
 
     for module in (known_answer, long_term, pairs):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_long_term_items_recur_and_are_clicked_more():
+    kw = {**SMALL, "long_term": "items", "long_items": 10, "revisit_share": 0.3}
+    train, eval_, _ = synthetic.load(**kw, seed=0)
+    again = synthetic.load(**kw, seed=0)[0]
+    assert all(np.array_equal(train[k], again[k]) for k in train)
+    # A user's long-term items are the ones the feed shows again: the 10 items a user was
+    # shown most in training hold about revisit_share of their samples (uniform: ~0.6%).
+    users, items = train["user_id"], train["item_id"]
+    top_share, top_click, rest_click = [], [], []
+    for u in np.unique(users)[:100]:
+        mine = users == u
+        ids, counts = np.unique(items[mine], return_counts=True)
+        top = np.isin(items[mine], ids[np.argsort(-counts)[:10]])
+        top_share.append(top.mean())
+        top_click.append(train[LABEL][mine][top].mean())
+        rest_click.append(train[LABEL][mine][~top].mean())
+    assert 0.2 < np.mean(top_share) < 0.45
+    assert np.mean(top_click) > np.mean(rest_click) + 0.15  # the long_weight boost
+    p = eval_[synthetic.TRUE_PROB]
+    assert 0.6 < synthetic.expected_auc(p, p) < 0.9
+
+
+@pytest.mark.parametrize("kw", [{"long_term": "users"},
+                                {"long_term": "items", "long_items": 0},
+                                {"long_term": "items", "revisit_share": 1.5}])
+def test_long_term_arguments_are_checked(kw):
+    with pytest.raises(ValueError, match=r"long_term|long_items"):
+        synthetic.load(**SMALL, **kw)

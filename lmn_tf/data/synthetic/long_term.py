@@ -20,6 +20,11 @@ The generator (all draws from one ``numpy.random.default_rng(seed)``, so it is d
   (1 = shown, not clicked; 2 = clicked), so with ``history="rated"`` the sequences hold
   every shown item with its feedback, and ``history="positive"`` only the clicked ones.
 
+``long_term="items"`` moves the long-term interest from topics to ``long_items`` items per
+user (a logit boost ``long_weight`` each, no topic boost), which the feed shows again with
+probability ``revisit_share`` per step: a per (user, genre) rate cannot summarise it, only a
+store of what each user did with each item can.
+
 Why the last 50 items under-represent the long-term interests: most clicks follow the
 drifting mood, so the 50 latest positives hold a few long-term items among bursts of
 short-lived topics that look alike; the affinity only separates from the moods over hundreds
@@ -36,6 +41,8 @@ import numpy as np
 from lmn_tf.data.features import PROFILE_FIELDS, log_features
 from lmn_tf.data.schema import FEATURES, LABEL, Vocab
 from lmn_tf.data.synthetic.known_answer import NUM_YEARS, TRUE_PROB, USER_VOCAB
+
+LONG_TERM = ("topics", "items")  # what a user's long-term interest is about
 
 
 def load(
@@ -54,6 +61,9 @@ def load(
     limit: int | None = None,
     seed: int = 0,
     history: str = "rated",
+    long_term: str = "topics",
+    long_items: int = 20,
+    revisit_share: float = 0.2,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Vocab]:
     """Generates synthetic CTR samples in time order, split by global time like MovieLens.
 
@@ -74,6 +84,13 @@ def load(
         seed: the random seed; equal seeds give equal arrays.
         history: "rated" (every shown item enters the sequences, with rating label + 1) or
             "positive" (only the clicked ones).
+        long_term: what the long-term interest is about: ``"topics"`` (``long_topics``
+            topics, a per (user, genre) rate can summarise it) or ``"items"`` (``long_items``
+            items per user, spread over the topics: only a store of (user, item) can).
+        long_items: with ``long_term="items"``, each user's long-term items (logit boost
+            ``long_weight``).
+        revisit_share: with ``long_term="items"``, probability that the shown item is one of
+            the user's long-term items (so they recur, mostly beyond the window).
 
     Returns:
         `(train, eval, vocab)` as `lmn_tf.data.movielens.load`, each split also holding
@@ -93,16 +110,30 @@ def load(
         )
     if not 0.0 < split < 1.0:
         raise ValueError(f"`split` must be in (0, 1). Received: split={split}")
+    if long_term not in LONG_TERM:
+        raise ValueError(f"`long_term` must be one of {LONG_TERM}. Received: {long_term=}")
+    if long_term == "items" and not (0 < long_items <= num_topics * items_per_topic
+                                     and 0.0 <= revisit_share <= 1.0):
+        raise ValueError("With long_term='items', need 0 < long_items <= the number of items "
+                         f"and revisit_share in [0, 1]. Received: {long_items=}, "
+                         f"{revisit_share=}")
     rng = np.random.default_rng(seed)
     steps = warmup_events + events_per_user
     item_bias = np.r_[0.0, rng.normal(0.0, 0.5, num_topics * items_per_topic)]
     item_year = np.r_[0, rng.integers(1, NUM_YEARS + 1, num_topics * items_per_topic)]
     user_bias = rng.normal(0.0, 0.3, num_users)
+    # Drawn whatever long_term is, so that both variants share every draw before theirs.
     long_set = np.argsort(rng.random((num_users, num_topics)), axis=1)[:, :long_topics]
     affinity = rng.normal(0.0, 0.3, (num_users, num_topics))  # (U, T)
-    boosted = np.take_along_axis(affinity, long_set, 1) + long_weight
-    np.put_along_axis(affinity, long_set, boosted, 1)
+    if long_term == "topics":
+        boosted = np.take_along_axis(affinity, long_set, 1) + long_weight
+        np.put_along_axis(affinity, long_set, boosted, 1)
     user_feats = {k: rng.integers(1, v + 1, num_users) for k, v in USER_VOCAB.items()}
+    num_items = num_topics * items_per_topic
+    if long_term == "items":  # drawn after the topics' draws, so "topics" data is unchanged
+        favourite = 1 + np.argsort(rng.random((num_users, num_items)), 1)[:, :long_items]
+        is_favourite = np.zeros((num_users, num_items + 1), bool)  # (U, items + padding)
+        np.put_along_axis(is_favourite, favourite, True, 1)
 
     mood = rng.integers(0, num_topics, num_users)
     rows = np.arange(num_users)
@@ -114,7 +145,14 @@ def load(
         follow = rng.random(num_users) < short_share
         topic = np.where(follow, mood, rng.integers(0, num_topics, num_users))
         item[t] = 1 + topic * items_per_topic + rng.integers(0, items_per_topic, num_users)
-        logit = bias + item_bias[item[t]] + user_bias + affinity[rows, topic]
+        boost = 0.0
+        if long_term == "items":  # a revisit shows one of the user's long-term items
+            revisit = rng.random(num_users) < revisit_share
+            pick = favourite[rows, rng.integers(0, long_items, num_users)]
+            item[t] = np.where(revisit, pick, item[t])
+            topic = (item[t] - 1) // items_per_topic
+            boost = long_weight * is_favourite[rows, item[t]]
+        logit = bias + item_bias[item[t]] + user_bias + affinity[rows, topic] + boost
         prob[t] = 1.0 / (1.0 + np.exp(-(logit + short_weight * (topic == mood))))
     label = (rng.random(prob.shape) < prob).astype(np.int64)
 
@@ -135,7 +173,7 @@ def load(
     eval_ = {k: v[cut:][:limit] for k, v in arrays.items()}
     vocab = Vocab(
         num_users=num_users + 1,
-        num_items=num_topics * items_per_topic + 1,
+        num_items=num_items + 1,
         num_genders=USER_VOCAB["user_gender"] + 1,
         num_ages=USER_VOCAB["user_age"] + 1,
         num_occupations=USER_VOCAB["user_occupation"] + 1,
