@@ -29,7 +29,7 @@ import tensorflow as tf
 from lmn_tf import ctr_metrics
 from lmn_tf.experiments.runner import ResultTable
 from lmn_tf.train import rate_or_none, train
-from lmn_tf.training.datasets import load_data
+from lmn_tf.training.datasets import DATASETS, load_data
 from lmn_tf.training.run_dir import DEFAULTS as TRAIN_DEFAULTS
 
 TABLES = ("table1", "table2", "ablation")
@@ -190,7 +190,7 @@ def plot_scaling(results: dict, path: pathlib.Path) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of one table; ``lmn-tf experiment`` names the table (``args.table``)."""
-    parser.add_argument("--dataset", choices=("ml-1m", "ml-100k", "synthetic"), default="ml-1m")
+    parser.add_argument("--dataset", choices=DATASETS, default="ml-1m")
     # None = the table's default (DEFAULTS, then TABLE_DEFAULTS).
     parser.add_argument("--seeds", type=int, default=None, help="default 3 (table2: 2)")
     parser.add_argument("--epochs", type=int, default=None, help="default 1")
