@@ -127,6 +127,15 @@ def test_capacity_probe(tmp_path):
     assert 0 <= json.loads(out.read_text().splitlines()[-1])["auc"] <= 1
 
 
+def test_spatial_ceiling(tmp_path):
+    out = tmp_path / "spatial_ceiling.json"
+    bench("spatial_ceiling.py", "--groups", "4", "--items", "12", "--exposures", "4",
+          "--taste-size", "3", "--eval-samples", "400", "--out", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["users"] for r in rows] == ["warm", "cold"]
+    assert all(0 <= r["auc"] <= 1 and 0.5 < r["bayes_auc"] <= 1 for r in rows)
+
+
 # ---------------------------------------------------------------- models, runs, exports
 
 
