@@ -78,7 +78,7 @@ def cold_slot_overlap(run_dir: pathlib.Path, eval_arrays: dict, warm_users: np.n
     sub = {k: v[cold][:rows] for k, v in eval_arrays.items()}
     slots = np.concatenate([model.read_slots(features).numpy()
                             for features in make_dataset(sub, 2048)])
-    return group_slot_overlap(slots, sub[synthetic.GROUP], sub["item_id"])
+    return group_slot_overlap(slots, sub[synthetic.GROUP], sub["item_id"], sub["user_id"])
 
 
 def stat(values) -> str:

@@ -126,11 +126,11 @@ def slot_usage_metrics(num_slots: int, window: int | None = None,
             TopSlotShare(num_slots, top_fraction)]
 
 
-def group_slot_overlap(slots, groups, items, max_per_item: int = 40,
+def group_slot_overlap(slots, groups, items, users=None, max_per_item: int = 40,
                        seed: int = 0) -> dict[str, float]:
     """Whether users of one group read the same slots: mean Jaccard overlap of the slot sets
-    of two samples with the same target item, for pairs whose users share a group
-    (``"within"``) and pairs whose users do not (``"across"``).
+    of two samples of two users with the same target item, for pairs whose users share a
+    group (``"within"``) and pairs whose users do not (``"across"``).
 
     A memory passes a group's knowledge to a user only through slots the group's users wrote:
     ``within`` well above ``across`` is the precondition; equal values mean that the memory
@@ -141,6 +141,8 @@ def group_slot_overlap(slots, groups, items, max_per_item: int = 40,
             ``LMNLayer(..., return_slots=True)``.
         groups: (N,) the group of each sample's user.
         items: (N,) the target item of each sample.
+        users: (N,) the user of each sample: pairs of one user's samples are left out (they
+            read alike whatever the memory does). None: every sample is its own user.
         max_per_item: samples per item compared (every pair among them; drawn at random).
         seed: seed of that draw.
 
@@ -154,6 +156,7 @@ def group_slot_overlap(slots, groups, items, max_per_item: int = 40,
 
     slots = np.asarray(slots).reshape(len(slots), -1)
     groups, items = np.asarray(groups), np.asarray(items)
+    users = np.arange(len(slots)) if users is None else np.asarray(users)
     rng = np.random.default_rng(seed)
     sums = {"within": [0.0, 0], "across": [0.0, 0]}
     for item in np.unique(items):
@@ -168,7 +171,7 @@ def group_slot_overlap(slots, groups, items, max_per_item: int = 40,
         size = read.sum(1)
         union = size[:, None] + size[None] - inter
         jaccard = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        pair = np.triu(np.ones_like(jaccard, bool), 1)
+        pair = np.triu(np.ones_like(jaccard, bool), 1) & (users[rows][:, None] != users[rows][None])
         same = groups[rows][:, None] == groups[rows][None]
         for key, mask in (("within", pair & same), ("across", pair & ~same)):
             sums[key][0] += float(jaccard[mask].sum())

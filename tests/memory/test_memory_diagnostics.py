@@ -111,6 +111,11 @@ def test_group_slot_overlap_by_hand():
     slots = np.array([[1, 2], [1, 2], [3, -1], [3, 3], [1, 2]])
     got = group_slot_overlap(slots, groups=[0, 0, 1, 1, 1], items=[7, 7, 7, 7, 8])
     assert got == {"within": 1.0, "across": 0.0}
+    # Two samples of one user are no evidence: with users given, only the pair of users 5, 6
+    # of group 0 is within (1.0), and samples 0, 1 of user 5 are not compared.
+    got = group_slot_overlap(np.array([[1, 2], [1, 2], [1, 3]]), groups=[0, 0, 0],
+                             items=[7, 7, 7], users=[5, 5, 6])
+    assert got["within"] == 0.333 and np.isnan(got["across"])
     # Half-overlapping sets: |{1,2} & {2,3}| / |{1,2,3}| = 1/3, across groups.
     got = group_slot_overlap(np.array([[1, 2], [2, 3]]), groups=[0, 1], items=[7, 7])
     assert got["across"] == 0.333 and np.isnan(got["within"])
