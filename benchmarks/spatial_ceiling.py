@@ -12,7 +12,7 @@ closed, and writes ``benchmarks/results/spatial_ceiling.json``.
     python benchmarks/spatial_ceiling.py                       # the task's defaults, ~4 min
     python benchmarks/spatial_ceiling.py --taste-size 20 --history-noise 0
 
-Results: README, "Does a user read what similar users wrote?".
+Results: README, "Where the memory helps".
 """
 
 from __future__ import annotations
