@@ -47,8 +47,9 @@ def ridge_scores(train: dict, eval_: dict, num_items: int, lam: float) -> np.nda
             continue
         x, y = x_train[rows].astype(np.float64), train["label"][rows]
         mean = x.mean(0)
-        w = np.linalg.solve((x - mean).T @ (x - mean) + lam * np.eye(num_items),
-                            (x - mean).T @ (y - y.mean()))
+        centred = x - mean
+        w = np.linalg.solve(centred.T @ centred + lam * np.eye(num_items),
+                            centred.T @ (y - y.mean()))
         scores[out] = (x_eval[out] - mean) @ w + y.mean()
     return scores
 

@@ -218,14 +218,14 @@ def run(args: argparse.Namespace) -> int:
             for ch in "(),":
                 slug = slug.replace(ch, "")
             metrics = train(config, runs_dir / slug, data=data[oracle], verbose=1)
-            scores = subset_scores(metrics, eval_arrays, np.unique(train_arrays["user_id"]))
+            warm_users = np.unique(train_arrays["user_id"])
+            scores = subset_scores(metrics, eval_arrays, warm_users)
             if model == "base":
                 base = scores
             closed = {s: gap_closed(scores[s]["auc"], base[s]["auc"], scores[s]["bayes_auc"])
                       for s in SUBSETS if base is not None and scores[s]["auc"] is not None
                       and base[s]["auc"] is not None}
             steps = -(-len(train_arrays["label"]) // DEFAULTS["batch_size"])
-            warm_users = np.unique(train_arrays["user_id"])
             table.add({"row": label, "seed": seed, "model": model, "hparams": hp,
                        "scores": scores, "gap_closed": closed,
                        "ms_per_step": 1000 * metrics["train_seconds"] / steps,

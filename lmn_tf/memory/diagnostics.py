@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -147,13 +148,10 @@ def group_slot_overlap(slots, groups, items, users=None, max_per_item: int = 40,
         seed: seed of that draw.
 
     Example:
-    >>> import numpy as np
     >>> slots = np.array([[0, 1], [0, 1], [2, 3], [0, 2]])
     >>> group_slot_overlap(slots, groups=[0, 0, 1, 1], items=[5, 5, 5, 5])
     {'within': 0.667, 'across': 0.167}
     """
-    import numpy as np
-
     slots = np.asarray(slots).reshape(len(slots), -1)
     groups, items = np.asarray(groups), np.asarray(items)
     users = np.arange(len(slots)) if users is None else np.asarray(users)

@@ -112,15 +112,16 @@ def load(
         raise ValueError(f"`split` must be in (0, 1). Received: split={split}")
     if long_term not in LONG_TERM:
         raise ValueError(f"`long_term` must be one of {LONG_TERM}. Received: {long_term=}")
-    if long_term == "items" and not (0 < long_items <= num_topics * items_per_topic
+    num_items = num_topics * items_per_topic
+    if long_term == "items" and not (0 < long_items <= num_items
                                      and 0.0 <= revisit_share <= 1.0):
         raise ValueError("With long_term='items', need 0 < long_items <= the number of items "
                          f"and revisit_share in [0, 1]. Received: {long_items=}, "
                          f"{revisit_share=}")
     rng = np.random.default_rng(seed)
     steps = warmup_events + events_per_user
-    item_bias = np.r_[0.0, rng.normal(0.0, 0.5, num_topics * items_per_topic)]
-    item_year = np.r_[0, rng.integers(1, NUM_YEARS + 1, num_topics * items_per_topic)]
+    item_bias = np.r_[0.0, rng.normal(0.0, 0.5, num_items)]
+    item_year = np.r_[0, rng.integers(1, NUM_YEARS + 1, num_items)]
     user_bias = rng.normal(0.0, 0.3, num_users)
     # Drawn whatever long_term is, so that both variants share every draw before theirs.
     long_set = np.argsort(rng.random((num_users, num_topics)), axis=1)[:, :long_topics]
@@ -129,7 +130,6 @@ def load(
         boosted = np.take_along_axis(affinity, long_set, 1) + long_weight
         np.put_along_axis(affinity, long_set, boosted, 1)
     user_feats = {k: rng.integers(1, v + 1, num_users) for k, v in USER_VOCAB.items()}
-    num_items = num_topics * items_per_topic
     if long_term == "items":  # drawn after the topics' draws, so "topics" data is unchanged
         favourite = 1 + np.argsort(rng.random((num_users, num_items)), 1)[:, :long_items]
         is_favourite = np.zeros((num_users, num_items + 1), bool)  # (U, items + padding)
