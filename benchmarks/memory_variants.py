@@ -35,7 +35,7 @@ FAST_VALUES = [*MEASURED_WITH, "--values-learning-rate", "0.3",  # the later fla
                "--values-initial-accumulator", "1e-6"]
 PROFILE_ITEM = PRESETS["capacity"]  # a target-only store at fixed addresses
 # The presets less one key (the paper's design's value), as these runs measured them.
-USER_ITEM = {**PROFILE_ITEM, "query_user_id": True}  # with the id
+USER_ITEM = {**PROFILE_ITEM, "query_user": "profile_and_id"}  # with the id
 PAIRS = {**PRESETS["item_pairs"], "readout": "attended"}
 # name -> (what it tests, lmn-tf train arguments)
 VARIANTS = {

@@ -192,6 +192,8 @@ LEGACY_LMN = [
     ({"memory_options": {"addressing": "fixed", "trainable_keys": False}},
      {"addressing": "fixed"}),
     ({"memory_options": {"trainable_keys": True}}, {}),
+    ({"query_user_id": True}, {"query_user": "profile_and_id"}),
+    ({"query_history": True, "query_user_id": False}, {"query_user": "profile_and_history"}),
     ({"history_query": False, "memory_embeddings": "fixed", "query_user_id": False,  # capacity
       "num_heads": 4, "top_k": 32, "memory_loss_weight": 0.0,
       "memory_options": {"addressing": "fixed", "query_norm": True}}, PRESETS["capacity"]),
@@ -216,6 +218,7 @@ def test_lmn_hparams_of_older_code_read_in_todays_names(old, new):
 @pytest.mark.parametrize("old, match", [
     ({"history_query": False, "target_query": False}, "query flags"),
     ({"memory_pairs": "target"}, "query flags"),  # the target paired with itself
+    ({"query_user_id": True, "query_history": True}, "user flags"),
     ({"memory_options": {"scoring": "broadcast"}}, r"takes no \['scoring'\]"),
 ])
 def test_lmn_hparams_older_code_refused_too_are_refused(old, match):

@@ -17,9 +17,13 @@ How the ranking model consumes the memory (the paper leaves it open; decided her
      the user's place, so the memory stores a value per (history item, rating, target item)
      triple: item-to-item co-occurrence at full rank, where DIN's attention sees only the
      low-rank dot product of two embeddings.
-   ``query_user_id=False`` (default) leaves the user id out of u (the profile fields
-   remain), so users who share a profile write and read the same slots; with the id, each
-   user addresses slots of their own and the memory stores almost nothing.
+   ``query_user`` says what stands for the user in u: ``"profile"`` (default) the profile
+   fields, so users who share a profile write and read the same slots; ``"profile_and_id"``
+   adds the user id (the paper), so each user addresses slots of their own and the memory
+   stores almost nothing; ``"profile_and_history"`` adds the mean of the history's
+   embeddings; ``"group"`` is the user's group alone: the nearest of ``user_groups``
+   centroids of history bags (``GroupRouter``, k-means), so users who browse alike, a cold
+   user too, read and write the same slots.
 2. ``readout="attended"`` (default): the history read-outs are weighted by a DIN activation
    unit whose query is the target's read-out, or the target embedding projected to d_v
    where the target does not query; ``readout="pooled"``: their masked mean instead.
@@ -47,6 +51,7 @@ from lmn_tf.models.din import DIN
 from lmn_tf.models.features import PROFILE, hash_bucket
 
 QUERIES = ("history_and_target", "history", "target", "item_pairs")
+QUERY_USERS = ("profile", "profile_and_id", "profile_and_history", "group")
 READOUTS = ("attended", "pooled")
 MEMORY_EMBEDDINGS = ("shared", "fixed")
 PROFILE_BUCKETS = 2**16
@@ -55,13 +60,13 @@ PROFILE_BUCKETS = 2**16
 PRESETS = {
     # The paper's design (the defaults before the memory-by-default work; Table 1 and Table 2
     # measured it).
-    "paper": {"queries": "history_and_target", "query_user_id": True, "num_heads": 1,
+    "paper": {"queries": "history_and_target", "query_user": "profile_and_id", "num_heads": 1,
               "top_k": 8, "query_norm": False},
     # Memorisation (`lmn-tf experiment capacity`): a (profile, item) store at fixed addresses;
     # measured with values on Adagrad 0.3 from an accumulator of 1e-6 and constant rates
     # (`--values-optimizer adagrad --values-learning-rate 0.3 --values-initial-accumulator
     # 1e-6 --addressing-learning-rate none --learning-rate-decay none`).
-    "capacity": {"queries": "target", "memory_embeddings": "fixed", "query_user_id": False,
+    "capacity": {"queries": "target", "memory_embeddings": "fixed", "query_user": "profile",
                  "addressing": "fixed", "query_norm": True, "memory_loss_weight": 0.0,
                  "num_heads": 4, "top_k": 32},
     # ML-1M's validation-best variant: a (history item, rating, target) store, pooled;
@@ -80,18 +85,21 @@ _LEGACY_QUERIES = {(True, True, "user"): "history_and_target", (True, False, "us
 def legacy_hparams(hparams: dict) -> dict:
     """LMN ``hparams`` written by older code (a run's config.json) in today's names.
 
-    ``history_query`` / ``target_query`` / ``memory_pairs`` become ``queries``;
+    ``history_query`` / ``target_query`` / ``memory_pairs`` become ``queries``,
+    ``query_user_id`` / ``query_history`` ``query_user``;
     ``stop_gradient`` becomes ``memory_loss_stop_gradient``; ``memory_options``' entries
     become arguments, its ``trainable_keys=False`` ``addressing="fixed_keys"`` (or
     ``"fixed"`` where addressing was already fixed). Today's hparams come back unchanged.
 
     Raises:
-        ValueError: a query combination the old code refused too, or a ``memory_options``
-            entry that LMN no longer takes.
+        ValueError: a query combination the old code refused too, both user flags (no
+            design today), or a ``memory_options`` entry that LMN no longer takes.
 
     Example:
     >>> legacy_hparams({"target_query": False, "stop_gradient": "query"})
     {'queries': 'history', 'memory_loss_stop_gradient': 'query'}
+    >>> legacy_hparams({"query_user_id": True})
+    {'query_user': 'profile_and_id'}
     >>> legacy_hparams({"memory_options": {"query_norm": True, "trainable_keys": False}})
     {'query_norm': True, 'addressing': 'fixed_keys'}
     """
@@ -103,6 +111,13 @@ def legacy_hparams(hparams: dict) -> dict:
         if key not in _LEGACY_QUERIES:
             raise ValueError(f"No LMN design has these query flags. Received: {flags}")
         hp["queries"] = _LEGACY_QUERIES[key]
+    user_flags = {k: hp.pop(k) for k in ("query_user_id", "query_history") if k in hp}
+    if user_flags.get("query_user_id") and user_flags.get("query_history"):
+        raise ValueError(f"No LMN design has these user flags. Received: {user_flags}")
+    if user_flags:
+        hp["query_user"] = ("profile_and_id" if user_flags.get("query_user_id") else
+                            "profile_and_history" if user_flags.get("query_history") else
+                            "profile")
     if "stop_gradient" in hp:
         hp["memory_loss_stop_gradient"] = hp.pop("stop_gradient")
     options = dict(hp.pop("memory_options", None) or {})
@@ -130,10 +145,10 @@ class LMN(DIN):
         readout: "attended" (target attention over read-outs) or "pooled" (masked mean).
         memory_loss_stop_gradient: "none" (paper), "query" (M_Q is a fixed target) or
             "readout" (only M_Q moves).
-        query_user_id: whether the memory queries see the user-id embedding. False gives
-            them only the profile fields, so an unseen user queries like similar users.
-        query_history: whether u also holds the mean of the user's history embeddings, so
-            users who behave alike query alike whatever their profile (a cold user too).
+        query_user: who the user is in the memory's queries: ``"profile"``,
+            ``"profile_and_id"``, ``"profile_and_history"`` (+ the history's mean embedding)
+            or ``"group"`` (the ``GroupRouter`` group of the history); module docstring.
+        user_groups: C, the groups of ``query_user="group"``.
         memory_embeddings: ``"shared"`` (queried with the model's embeddings) or ``"fixed"``
             (with frozen random embeddings of its own, for stable addresses).
         readout_dropout: dropout rate on the memory's features into the MLP (0: none).
@@ -158,14 +173,15 @@ class LMN(DIN):
     def __init__(self, vocab, num_keys: int = 300, top_k: int = 32, num_heads: int = 4,
                  memory_loss_weight: float = 0.1, value_dim: int = 32,
                  queries: str = "target", readout: str = "attended",
-                 memory_loss_stop_gradient: str = "none", query_user_id: bool = False,
-                 query_history: bool = False,
+                 memory_loss_stop_gradient: str = "none", query_user: str = "profile",
+                 user_groups: int = 100,
                  memory_embeddings: str = "shared", readout_dropout: float = 0.0,
                  addressing: str = "learned", query_norm: bool = True,
                  attention_units=(80, 40), value_store=None, **kwargs):
         super().__init__(vocab, attention_units=attention_units, **kwargs)
         for arg, value, choices in (("queries", queries, QUERIES),
                                     ("readout", readout, READOUTS),
+                                    ("query_user", query_user, QUERY_USERS),
                                     ("memory_embeddings", memory_embeddings,
                                      MEMORY_EMBEDDINGS)):
             if value not in choices:
@@ -177,8 +193,14 @@ class LMN(DIN):
         self.queries, self.readout = queries, readout
         self.history_queries = queries != "target"  # the history items query
         self.target_queries = queries in ("history_and_target", "target")  # so does the target
-        self.query_user_id, self.memory_embeddings = query_user_id, memory_embeddings
-        self.query_history = query_history
+        self.query_user, self.memory_embeddings = query_user, memory_embeddings
+        if query_user == "group":
+            from lmn_tf.models.group_router import GroupRouter
+
+            self.group_router = GroupRouter(user_groups, name="group_router")
+            self.group_embedding = tf.keras.layers.Embedding(
+                user_groups, self.embedding_dim, trainable=memory_embeddings == "shared",
+                name="group_embedding")
         self.readout_dropout = tf.keras.layers.Dropout(readout_dropout, name="readout_dropout")
         if memory_embeddings == "fixed":
             from lmn_tf.models.features import FeatureStack
@@ -199,7 +221,7 @@ class LMN(DIN):
             if not self.target_queries:
                 self.query_projection = tf.keras.layers.Dense(value_dim, name="query_projection")
 
-    def memory_inputs(self, features, seq, mask, item, user):
+    def memory_inputs(self, features, seq, mask, item, user, training=False):
         """``(items, user, mask)`` the memory is called with (design points 1 and 3).
 
         ``seq`` (B, L, d) and ``mask`` (B, L) are the history's, ``item`` (B, d) the target's,
@@ -222,23 +244,26 @@ class LMN(DIN):
             profile = self.address_profile(
                 hash_bucket(features, PROFILE, self.vocab, PROFILE_BUCKETS))  # (B, d)
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
-        history = masked_mean(seq, mask) if self.query_history else None  # (B, d)
+        if self.query_user not in ("profile_and_id", "group"):  # the id's embedding comes first
+            user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
+        if self.query_user == "group":  # k-means over the history bags moves while training
+            user = self.group_embedding(self.group_router(features["hist_item_ids"], mask,
+                                                          training=training))  # (B, d)
+        elif self.query_user == "profile_and_history":
+            user = tf.concat([user, masked_mean(seq, mask)], -1)  # (B, ... + d)
         if not self.history_queries:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_queries:
             seq = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
             mask = tf.concat([mask, tf.ones_like(item[:, :1], tf.bool)], 1)
-        if not self.query_user_id:  # the id's embedding comes first in both
-            user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
-        if history is not None:
-            user = tf.concat([user, history], -1)  # (B, ... + d)
         return seq, user, mask
 
     def interest(self, features, user, target, training):
         seq, mask = self.sequence(features)  # (B, L, d), (B, L)
         item = self.target_item(target)  # (B, d)
         length = tf.shape(seq)[1] if self.history_queries else 0
-        items, query_user, items_mask = self.memory_inputs(features, seq, mask, item, user)
+        items, query_user, items_mask = self.memory_inputs(features, seq, mask, item, user,
+                                                           training)
         read = self.memory(items, query_user, mask=items_mask,
                            training=training)  # (B, L(+1), d_v)
         interest = self.attention(item, seq, mask)  # DIN's, reusing seq's lookup

@@ -131,7 +131,7 @@ def test_lmn_queries_name_who_queries_the_memory(queries, history, target, proje
                                               model.features.user(f))
     expected = [mask] * history + [tf.ones((4, 1), tf.bool)] * target
     np.testing.assert_array_equal(items_mask, tf.concat(expected, 1))
-    # the target item, or the user's profile fields (query_user_id=False by default)
+    # the target item, or the user's profile fields (query_user="profile" by default)
     width = model.embedding_dim if queries == "item_pairs" else 4 * model.embedding_dim
     assert user.shape == (4, width)
     _, *reads = model.interest(f, model.features.user(f), model.features.target(f), False)
@@ -229,10 +229,10 @@ def test_values_initial_accumulator_reaches_adagrad(start):
     assert step == pytest.approx(0.1, rel=0.02) if start < 1e-8 else step < 0.05
 
 
-@pytest.mark.parametrize("query_user_id", [True, False])
-def test_lmn_memory_queries_see_the_user_id_only_if_asked(query_user_id):
+@pytest.mark.parametrize("query_user", ["profile_and_id", "profile"])
+def test_lmn_memory_queries_see_the_user_id_only_if_asked(query_user):
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
-    model = _model("lmn", vocab, query_user_id=query_user_id)
+    model = _model("lmn", vocab, query_user=query_user)
     f = random_features(vocab, 4)
     other = {**f, "user_id": f["user_id"] % (vocab.num_users - 1) + 1}  # every id changes
     assert not np.any(other["user_id"].numpy() == f["user_id"].numpy())
@@ -242,7 +242,7 @@ def test_lmn_memory_queries_see_the_user_id_only_if_asked(query_user_id):
                                         model.features.target(feats), False), -1).numpy()
 
     same = np.allclose(memory_features(f), memory_features(other), atol=1e-6)
-    assert same != query_user_id
+    assert same != (query_user == "profile_and_id")
 
 
 def test_base_uses_plain_adam():
@@ -274,7 +274,7 @@ def test_every_model_reads_the_statistics_unless_off(name):
 def test_lmn_target_only_queries_with_frozen_address_embeddings():
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = _model("lmn", vocab, num_keys=16, queries="target", memory_embeddings="fixed",
-                   query_user_id=False, addressing="fixed")
+                   query_user="profile", addressing="fixed")
     f = random_features(vocab, 4)
     items, user, mask = model.memory_inputs(f, *model.sequence(f),
                                             model.features.item(f["item_id"]),
@@ -296,6 +296,8 @@ def test_lmn_rejects_unknown_queries_and_embeddings():
         build_model("lmn", vocab, queries="user")
     with pytest.raises(ValueError, match="memory_embeddings must be one of"):
         build_model("lmn", vocab, memory_embeddings="learned")
+    with pytest.raises(ValueError, match=r"query_user must be one of .* Received: query_user='id'"):
+        build_model("lmn", vocab, query_user="id")
 
 
 def test_lmn_item_pairs_query_with_the_target_and_the_rating():
@@ -363,7 +365,8 @@ def test_cross_with_the_user_separates_users_of_one_profile():
 @pytest.mark.parametrize("query_history", [True, False])
 def test_lmn_target_query_sees_the_history_only_if_asked(query_history):
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
-    model = _model("lmn", vocab, query_history=query_history, query_norm=False)
+    model = _model("lmn", vocab, query_norm=False,
+                   query_user="profile_and_history" if query_history else "profile")
     f = random_features(vocab, 4)
     other = {**f, "hist_item_ids": f["hist_item_ids"] % (vocab.num_items - 1) + 1}
     _, user, _ = model.memory_inputs(f, *model.sequence(f), model.features.item(f["item_id"]),
@@ -375,3 +378,25 @@ def test_lmn_target_query_sees_the_history_only_if_asked(query_history):
                               False)[1].numpy()
 
     assert np.allclose(target_read(f), target_read(other), atol=1e-6) != query_history
+
+
+def test_lmn_group_query_user_is_the_history_group_alone():
+    # query_user="group": the memory sees the user only through their history's group, so a
+    # new user id with a new profile reads what the user with the same history reads.
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, query_user="group", user_groups=3, query_norm=False)
+    f = random_features(vocab, 6)
+    model(f, training=True)  # seeds the router's centroids with these histories
+    assert model.group_router.assigned.numpy().sum() == 6
+    stranger = {**f, "user_id": f["user_id"] % (vocab.num_users - 1) + 1,
+                **{k: f[k] % (n - 1) + 1 for k, n in (("user_gender", vocab.num_genders),
+                                                        ("user_age", vocab.num_ages))}}
+    assert not np.any(stranger["user_id"].numpy() == f["user_id"].numpy())
+
+    def memory_features(feats):
+        return tf.concat(model.interest(feats, model.features.user(feats),
+                                        model.features.target(feats), False), -1).numpy()
+
+    np.testing.assert_allclose(memory_features(stranger), memory_features(f), atol=1e-6)
+    groups = model.group_router(f["hist_item_ids"], f["hist_item_ids"] != 0).numpy()
+    assert len(set(groups)) > 1  # the histories route to more than one group
