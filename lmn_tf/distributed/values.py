@@ -115,6 +115,9 @@ class AlltoallValues(ValueStore):
         global_count = hvd.allreduce(tf.stop_gradient(count), op=hvd.Sum)  # collective
         return total * self.size / tf.maximum(global_count, 1.0)
 
+    def sum_over_workers(self, x: tf.Tensor) -> tf.Tensor:
+        return hvd.allreduce(x, op=hvd.Sum)  # collective
+
     def full_table(self) -> tf.Tensor:
         """All shards gathered into the (num_rows, dim) table in global row order (collective)."""
         shards = hvd.allgather(tf.convert_to_tensor(self.table))  # (size·R, dim), rank-major

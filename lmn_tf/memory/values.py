@@ -47,6 +47,11 @@ class ValueStore:
         """
         return total / tf.maximum(count, 1.0)
 
+    def sum_over_workers(self, x: tf.Tensor) -> tf.Tensor:
+        """``x`` summed over the workers that share this store (one worker: ``x``), for
+        state every worker must keep equal without a gradient (``GroupRouter``'s k-means)."""
+        return x
+
     # Serialisation, so a layer's get_config/from_config can carry its store. A store with
     # constructor arguments overrides get_config; register it with
     # @tf.keras.utils.register_keras_serializable(package="lmn_tf").

@@ -9,6 +9,8 @@ warm or cold, read and write the same slots.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 
@@ -20,12 +22,15 @@ class GroupRouter(tf.keras.layers.Layer):
     cosine. While training, each centroid c moves to ``c + (n_c / N_c)(mean_c - c)`` and back
     onto the sphere, with n_c the batch's bags assigned to it, mean_c their mean and N_c all
     bags assigned to it so far: steps shrink as a group fills, so the addresses settle. The
-    first training batch seeds the centroids (its bag i seeds centroid i mod batch size).
-    Centroids are weights (saved and exported) but no optimizer moves them.
+    first training batch seeds the centroids (centroid i: its bag i mod batch size). Counts
+    and sums are taken over all workers (``sum_over_workers``), so data-parallel replicas keep
+    equal centroids. Centroids are weights (saved and exported) but no optimizer moves them.
 
     Args:
         num_groups: C, the groups (centroids).
         buckets: D, width of a bag.
+        sum_over_workers: sums a tensor over data-parallel workers (a ``ValueStore``'s
+            ``sum_over_workers``); None: one worker.
 
     Call arguments:
         item_ids: (B, L) int item ids of the histories.
@@ -42,12 +47,14 @@ class GroupRouter(tf.keras.layers.Layer):
     array([0, 1, 0], dtype=int32)
     """
 
-    def __init__(self, num_groups: int, buckets: int = 4096, **kwargs):
+    def __init__(self, num_groups: int, buckets: int = 4096,
+                 sum_over_workers: Callable[[tf.Tensor], tf.Tensor] | None = None, **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("num_groups", num_groups), ("buckets", buckets)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}")
         self.num_groups, self.buckets = num_groups, buckets
+        self.sum_over_workers = sum_over_workers or (lambda x: x)
 
     def build(self, input_shape):
         zeros = tf.keras.initializers.Zeros()
@@ -89,15 +96,16 @@ class GroupRouter(tf.keras.layers.Layer):
             pick = tf.math.floormod(tf.range(self.num_groups), tf.shape(bucket)[0])  # (C,)
             bags = self._dense(tf.range(self.num_groups), tf.gather(bucket, pick),
                                tf.gather(weight, pick), self.num_groups)  # (C, D)
-            return self.centroids.assign(bags)
+            return self.centroids.assign(tf.math.l2_normalize(self.sum_over_workers(bags), -1))
 
         tf.cond(tf.reduce_sum(self.assigned) > 0, lambda: self.centroids.read_value(), seed)
 
     def _move(self, group, bucket, weight):
         """One mini-batch k-means step on the sphere for the batch's assigned bags."""
-        n = tf.math.unsorted_segment_sum(tf.ones_like(group, tf.float32), group,
-                                         self.num_groups)  # (C,)
-        total = self._dense(group, bucket, weight, self.num_groups)  # (C, D) sum of bags
+        n = self.sum_over_workers(tf.math.unsorted_segment_sum(
+            tf.ones_like(group, tf.float32), group, self.num_groups))  # (C,)
+        total = self.sum_over_workers(
+            self._dense(group, bucket, weight, self.num_groups))  # (C, D) sum of bags
         assigned = self.assigned.assign_add(n)
         rate = (n / tf.maximum(assigned, 1.0))[:, None]  # (C, 1): 0 where no bag came
         mean = total / tf.maximum(n, 1.0)[:, None]

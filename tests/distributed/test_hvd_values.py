@@ -1,5 +1,6 @@
 """AlltoallValues over 2 real ranks equals LocalValues: outputs, gradients, edge cases."""
 
+import numpy as np
 import pytest
 from hvdrun import horovodrun
 
@@ -39,3 +40,12 @@ def test_edge_cases_really_happen(store_job):
     assert rank0["one_hot_id/eager"]["received"] == 0  # id 7 lives on rank 1
     assert rank1["one_hot_id/eager"]["received"] == 2  # once per sender: deduped per rank
     assert rank0["rank1_sends_none/eager"]["received"] > 0
+
+
+def test_group_router_replicas_keep_equal_centroids(store_job):
+    # each rank routed its own histories (4 and 5 per call, 3 calls): the k-means sums meet
+    # in the store's sum_over_workers, so both ranks hold the same centroids and counts
+    rank0, rank1 = (r["router"] for r in store_job.results)
+    assert sum(rank0["assigned"]) == 3 * (4 + 5)
+    assert rank0["assigned"] == rank1["assigned"]
+    np.testing.assert_allclose(rank0["centroids"], rank1["centroids"], atol=1e-6)

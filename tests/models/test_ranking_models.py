@@ -400,3 +400,17 @@ def test_lmn_group_query_user_is_the_history_group_alone():
     np.testing.assert_allclose(memory_features(stranger), memory_features(f), atol=1e-6)
     groups = model.group_router(f["hist_item_ids"], f["hist_item_ids"] != 0).numpy()
     assert len(set(groups)) > 1  # the histories route to more than one group
+
+
+@pytest.mark.parametrize("query_user, fields", [
+    ("profile", 4), ("profile_and_id", 5), ("profile_and_history", 5), ("group", 1),
+    ("profile_and_group", 5)])
+def test_lmn_query_user_widths(query_user, fields):
+    # u of the memory's queries, in embeddings of width d: 4 profile fields, the id, the
+    # history's mean, the group's
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, query_user=query_user, user_groups=3)
+    f = random_features(vocab, 4)
+    _, user, _ = model.memory_inputs(f, *model.sequence(f), model.features.item(f["item_id"]),
+                                     model.features.user(f))
+    assert user.shape == (4, fields * model.embedding_dim)
