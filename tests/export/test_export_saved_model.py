@@ -25,10 +25,10 @@ TINY = dict(embedding_dim=4, hidden_units=(8,), attention_units=(8,), num_keys=8
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 
-def trained_lmn(seed: int = 0) -> tf.keras.Model:
+def trained_lmn(seed: int = 0, **hparams) -> tf.keras.Model:
     """A tiny LMN after one epoch of Adam, so optimizer slots exist and must stay out."""
     tf.keras.utils.set_random_seed(seed)
-    model = build_model("lmn", VOCAB, **TINY)
+    model = build_model("lmn", VOCAB, **TINY, **hparams)
     model.compile(tf.keras.optimizers.Adam(0.01))
     data = tf.data.Dataset.from_tensor_slices(random_arrays(VOCAB, 64, seed=seed)).batch(32)
     model.fit(data, epochs=1, verbose=0)
@@ -76,6 +76,15 @@ def test_session_predictions_equal_model_predict(model, features, exported):
     np.testing.assert_allclose(out["probability"], reference(model, features), atol=1e-5)
     np.testing.assert_allclose(out["logit"], model.predict(features, verbose=0)[:, 0], atol=1e-5)
     assert out["probability"].shape == (16,) and out["probability"].dtype == np.float32
+
+
+def test_group_routed_lmn_exports_its_trained_centroids(features, tmp_path):
+    # query_user="group": the k-means centroids are non-trainable weights the export must hold
+    model = trained_lmn(query_user="group", user_groups=4)
+    assert model.group_router.assigned.numpy().sum() == 64  # one epoch moved them
+    path = export_saved_model(model, str(tmp_path), "lmn")
+    out, _ = run_session(path, features)
+    np.testing.assert_allclose(out["probability"], reference(model, features), atol=1e-5)
 
 
 def test_raw_session_predictions_equal_model_predict(model, features, exported):
