@@ -15,15 +15,13 @@ import tensorflow as tf
 
 
 class GroupRouter(tf.keras.layers.Layer):
-    """The nearest of ``num_groups`` centroids to a user's bag, learned by k-means.
+    """The nearest of ``num_groups`` centroids to a user's history bag, learned by k-means.
 
-    A user is a sum of unit bags, one per part (e.g. the history's items; the profile): a
-    part's bag counts its unmasked ids, each id in bucket ``id mod buckets`` (exact while the
-    ids fit), and is L2-normalised; the sum is normalised again, and the user's group is the
-    centroid of largest cosine. While training, each centroid c moves to
-    ``c + (n_c / N_c)(mean_c - c)`` and back onto the sphere, with n_c the batch's bags
-    assigned to it, mean_c their mean and N_c all bags assigned to it so far: steps shrink
-    as a group fills, so the addresses settle. The
+    A history is the bag of its unmasked item ids, each id in bucket ``id mod buckets``
+    (exact while the vocabulary fits), L2-normalised; its group is the centroid of largest
+    cosine. While training, each centroid c moves to ``c + (n_c / N_c)(mean_c - c)`` and back
+    onto the sphere, with n_c the batch's bags assigned to it, mean_c their mean and N_c all
+    bags assigned to it so far: steps shrink as a group fills, so the addresses settle. The
     first training batch seeds the centroids (centroid i: its bag i mod batch size). Counts
     and sums are taken over all workers (``sum_over_workers``), so data-parallel replicas keep
     equal centroids. Centroids are weights (saved and exported) but no optimizer moves them.
@@ -35,17 +33,17 @@ class GroupRouter(tf.keras.layers.Layer):
             ``sum_over_workers``); None: one worker.
 
     Call arguments:
-        parts: a list of ``(ids, mask)``: (B, L_p) int ids and (B, L_p) bool, the ids that
-            count.
+        item_ids: (B, L) int item ids of the histories.
+        mask: (B, L) bool, the items that count.
         training: whether to move the centroids.
 
     Returns:
-        (B,) int32 group of each user (nothing unmasked: group 0).
+        (B,) int32 group of each history (an all-masked history: group 0).
 
     Example:
     >>> router = GroupRouter(num_groups=2, buckets=8)
     >>> ids = tf.constant([[1, 2, 0], [5, 6, 7], [1, 2, 2]])
-    >>> router([(ids, ids != 0)], training=True).numpy()
+    >>> router(ids, ids != 0, training=True).numpy()
     array([0, 1, 0], dtype=int32)
     """
 
@@ -66,21 +64,13 @@ class GroupRouter(tf.keras.layers.Layer):
                                         initializer=zeros, trainable=False)  # N_c
         super().build(input_shape)
 
-    @staticmethod
-    def _unit(bucket, weight):
-        """``weight`` (B, L) scaled so that bag b = sum_l weight[b, l] e_{bucket[b, l]} has
-        norm 1 (an empty bag stays 0)."""
+    def _bags(self, item_ids, mask):
+        """(bucket, weight), both (B, L): bag b = sum_l weight[b, l] e_{bucket[b, l]}, norm 1."""
+        bucket = tf.math.floormod(tf.cast(item_ids, tf.int64), self.buckets)  # (B, L)
+        weight = tf.cast(mask, tf.float32)
         same = tf.cast(bucket[:, :, None] == bucket[:, None, :], tf.float32)  # (B, L, L)
-        norm2 = tf.einsum("bl,blm,bm->b", weight, same, weight)  # |bag|², repeats counted
-        return weight * tf.math.rsqrt(tf.maximum(norm2, 1e-12))[:, None]
-
-    def _bags(self, parts):
-        """(bucket, weight), both (B, sum of L_p): the sum of the parts' unit bags, normalised."""
-        buckets = [tf.math.floormod(tf.cast(ids, tf.int64), self.buckets) for ids, _ in parts]
-        weights = [self._unit(b, tf.cast(mask, tf.float32))
-                   for b, (_, mask) in zip(buckets, parts, strict=True)]
-        bucket, weight = tf.concat(buckets, 1), tf.concat(weights, 1)
-        return bucket, self._unit(bucket, weight) if len(parts) > 1 else weight
+        norm2 = tf.einsum("bl,blm,bm->b", weight, same, weight)  # sum of squared counts
+        return bucket, weight * tf.math.rsqrt(tf.maximum(norm2, 1.0))[:, None]
 
     def _dense(self, rows, bucket, weight, num_rows):
         """(num_rows, D): the bags of ``bucket``/``weight`` summed into row ``rows[b]``."""
@@ -89,8 +79,8 @@ class GroupRouter(tf.keras.layers.Layer):
                                             num_rows * self.buckets)
         return tf.reshape(flat, (num_rows, self.buckets))
 
-    def call(self, parts, training=False):
-        bucket, weight = self._bags(parts)
+    def call(self, item_ids, mask, training=False):
+        bucket, weight = self._bags(item_ids, mask)
         if training:
             self._seed(bucket, weight)
         cosine = tf.einsum("bl,blc->bc", weight,

@@ -108,13 +108,13 @@ except ValueError:
 from lmn_tf.models.group_router import GroupRouter  # noqa: E402
 
 router = GroupRouter(num_groups=3, buckets=16, sum_over_workers=sharded.sum_over_workers)
-step = tf.function(lambda ids: router([(ids, ids != 0)], training=True))
+step = tf.function(lambda ids: router(ids, ids != 0, training=True))
 for call in range(3):  # the first eagerly (it builds the weights), then in a tf.function
     ids = tf.constant(np.random.default_rng([rank, call]).integers(0, 30, size=(4 + rank, 5)))
     if call:
         step(ids)
     else:
-        router([(ids, ids != 0)], training=True)
+        router(ids, ids != 0, training=True)
 results["router"] = {"centroids": router.centroids.numpy().tolist(),
                      "assigned": router.assigned.numpy().tolist()}
 with open(f"{sys.argv[1]}/rank{rank}.json", "w") as f:

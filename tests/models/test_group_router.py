@@ -15,7 +15,7 @@ def _unit(v):
 def test_first_training_batch_seeds_the_centroids_then_each_moves_to_its_bags():
     router = GroupRouter(num_groups=2, buckets=4)
     ids = tf.constant([[1, 0, 0], [2, 3, 0]])  # bags e1 and (e2 + e3)/sqrt(2)
-    np.testing.assert_array_equal(router([(ids, ids != 0)], training=True).numpy(), [0, 1])
+    np.testing.assert_array_equal(router(ids, ids != 0, training=True).numpy(), [0, 1])
     # seeded with the two bags, each then moved by n/N = 1/1 onto the mean of its own bag
     np.testing.assert_allclose(router.centroids.numpy(),
                                [[0, 1, 0, 0], _unit([0, 0, 1, 1])], atol=1e-6)
@@ -23,7 +23,7 @@ def test_first_training_batch_seeds_the_centroids_then_each_moves_to_its_bags():
 
     # Second batch: bags e1 + e2 (nearer centroid 0: cos 0.71 vs 0.5) and e1 (centroid 0).
     ids = tf.constant([[1, 2, 0], [1, 1, 0]])
-    np.testing.assert_array_equal(router([(ids, ids != 0)], training=True).numpy(), [0, 0])
+    np.testing.assert_array_equal(router(ids, ids != 0, training=True).numpy(), [0, 0])
     mean = (_unit([0, 1, 1, 0]) + _unit([0, 1, 0, 0])) / 2  # n = 2, N = 3: rate 2/3
     expected = _unit(np.array([0, 1, 0, 0]) + 2 / 3 * (mean - np.array([0, 1, 0, 0])))
     np.testing.assert_allclose(router.centroids.numpy()[0], expected, atol=1e-6)
@@ -31,22 +31,13 @@ def test_first_training_batch_seeds_the_centroids_then_each_moves_to_its_bags():
     np.testing.assert_array_equal(router.assigned.numpy(), [3, 1])
 
 
-def test_a_user_is_the_normalised_sum_of_the_unit_bags_of_its_parts():
-    router = GroupRouter(num_groups=1, buckets=8)
-    items, profile = tf.constant([[1, 2, 0]]), tf.constant([[5]])
-    router([(items, items != 0), (profile, profile != 0)], training=True)
-    part = _unit([0, 1, 1, 0, 0, 0, 0, 0])  # the history's unit bag, then the profile's
-    np.testing.assert_allclose(router.centroids.numpy()[0],
-                               _unit(part + np.eye(8)[5]), atol=1e-6)
-
-
 def test_inference_routes_without_moving_and_ignores_masked_items():
     router = GroupRouter(num_groups=2, buckets=8)
     ids = tf.constant([[1, 2], [5, 6]])
-    router([(ids, ids != 0)], training=True)
+    router(ids, ids != 0, training=True)
     before = router.centroids.numpy().copy()
     # item 5 is masked out of the first history: only item 1 counts, so group 0
-    got = router([(tf.constant([[1, 5], [6, 6]]), tf.constant([[True, False], [True, True]]))])
+    got = router(tf.constant([[1, 5], [6, 6]]), tf.constant([[True, False], [True, True]]))
     np.testing.assert_array_equal(got.numpy(), [0, 1])
     np.testing.assert_array_equal(router.centroids.numpy(), before)
 
@@ -54,9 +45,9 @@ def test_inference_routes_without_moving_and_ignores_masked_items():
 def test_ids_share_a_bucket_modulo_buckets():
     router = GroupRouter(num_groups=2, buckets=4)
     ids = tf.constant([[1, 0], [2, 0]])
-    router([(ids, ids != 0)], training=True)
+    router(ids, ids != 0, training=True)
     wrapped = tf.constant([[5, 0], [6, 0]])  # 5 = 1 and 6 = 2 modulo 4
-    np.testing.assert_array_equal(router([(wrapped, wrapped != 0)]).numpy(), [0, 1])
+    np.testing.assert_array_equal(router(wrapped, wrapped != 0).numpy(), [0, 1])
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -380,15 +380,17 @@ def test_lmn_target_query_sees_the_history_only_if_asked(query_history):
     assert np.allclose(target_read(f), target_read(other), atol=1e-6) != query_history
 
 
-def test_lmn_group_query_user_is_the_group_of_profile_and_history_alone():
-    # query_user="group": the memory sees the user only through the group of their profile
-    # and history, so another user id with the same profile and history reads the same.
+def test_lmn_group_query_user_is_the_history_group_alone():
+    # query_user="group": the memory sees the user only through their history's group, so a
+    # new user id with a new profile reads what the user with the same history reads.
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = _model("lmn", vocab, query_user="group", user_groups=3, query_norm=False)
     f = random_features(vocab, 6)
-    model(f, training=True)  # seeds the router's centroids with these users
+    model(f, training=True)  # seeds the router's centroids with these histories
     assert model.group_router.assigned.numpy().sum() == 6
-    stranger = {**f, "user_id": f["user_id"] % (vocab.num_users - 1) + 1}
+    stranger = {**f, "user_id": f["user_id"] % (vocab.num_users - 1) + 1,
+                **{k: f[k] % (n - 1) + 1 for k, n in (("user_gender", vocab.num_genders),
+                                                        ("user_age", vocab.num_ages))}}
     assert not np.any(stranger["user_id"].numpy() == f["user_id"].numpy())
 
     def memory_features(feats):
@@ -396,13 +398,13 @@ def test_lmn_group_query_user_is_the_group_of_profile_and_history_alone():
                                         model.features.target(feats), False), -1).numpy()
 
     np.testing.assert_allclose(memory_features(stranger), memory_features(f), atol=1e-6)
-    _, user, _ = model.memory_inputs(f, *model.sequence(f), model.features.item(f["item_id"]),
-                                     model.features.user(f))
-    assert len(np.unique(user.numpy(), axis=0)) > 1  # the users route to more than one group
+    groups = model.group_router(f["hist_item_ids"], f["hist_item_ids"] != 0).numpy()
+    assert len(set(groups)) > 1  # the histories route to more than one group
 
 
 @pytest.mark.parametrize("query_user, fields", [
-    ("profile", 4), ("profile_and_id", 5), ("profile_and_history", 5), ("group", 1)])
+    ("profile", 4), ("profile_and_id", 5), ("profile_and_history", 5), ("group", 1),
+    ("profile_and_group", 5)])
 def test_lmn_query_user_widths(query_user, fields):
     # u of the memory's queries, in embeddings of width d: 4 profile fields, the id, the
     # history's mean, the group's
