@@ -23,7 +23,7 @@ How the ranking model consumes the memory (the paper leaves it open; decided her
    stores almost nothing; ``"profile_and_history"`` adds the mean of the history's
    embeddings; ``"group"`` is the user's group alone: the nearest of ``user_groups``
    centroids of history bags (``GroupRouter``, k-means), so users who browse alike, a cold
-   user too, read and write the same slots; ``"profile_and_group"`` is both.
+   user too, read and write the same slots.
 2. ``readout="attended"`` (default): the history read-outs are weighted by a DIN activation
    unit whose query is the target's read-out, or the target embedding projected to d_v
    where the target does not query; ``readout="pooled"``: their masked mean instead.
@@ -51,7 +51,7 @@ from lmn_tf.models.din import DIN
 from lmn_tf.models.features import PROFILE, hash_bucket
 
 QUERIES = ("history_and_target", "history", "target", "item_pairs")
-QUERY_USERS = ("profile", "profile_and_id", "profile_and_history", "group", "profile_and_group")
+QUERY_USERS = ("profile", "profile_and_id", "profile_and_history", "group")
 READOUTS = ("attended", "pooled")
 MEMORY_EMBEDDINGS = ("shared", "fixed")
 PROFILE_BUCKETS = 2**16
@@ -147,8 +147,7 @@ class LMN(DIN):
             "readout" (only M_Q moves).
         query_user: who the user is in the memory's queries: ``"profile"``,
             ``"profile_and_id"``, ``"profile_and_history"`` (+ the history's mean embedding)
-            ``"group"`` (the ``GroupRouter`` group of the history) or
-            ``"profile_and_group"``; module docstring.
+            or ``"group"`` (the ``GroupRouter`` group of the history); module docstring.
         user_groups: C, the groups of ``query_user="group"``.
         memory_embeddings: ``"shared"`` (queried with the model's embeddings) or ``"fixed"``
             (with frozen random embeddings of its own, for stable addresses).
@@ -195,7 +194,7 @@ class LMN(DIN):
         self.history_queries = queries != "target"  # the history items query
         self.target_queries = queries in ("history_and_target", "target")  # so does the target
         self.query_user, self.memory_embeddings = query_user, memory_embeddings
-        if query_user in ("group", "profile_and_group"):
+        if query_user == "group":
             from lmn_tf.models.group_router import GroupRouter
 
             self.group_router = GroupRouter(  # replicas' k-means sums meet in the value store
@@ -249,10 +248,9 @@ class LMN(DIN):
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
         if self.query_user not in ("profile_and_id", "group"):  # the id's embedding comes first
             user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
-        if self.query_user in ("group", "profile_and_group"):  # k-means moves while training
-            group = self.group_embedding(self.group_router(features["hist_item_ids"], mask,
-                                                           training=training))  # (B, d)
-            user = group if self.query_user == "group" else tf.concat([user, group], -1)
+        if self.query_user == "group":  # k-means moves while training
+            user = self.group_embedding(self.group_router(features["hist_item_ids"], mask,
+                                                          training=training))  # (B, d)
         elif self.query_user == "profile_and_history":
             user = tf.concat([user, masked_mean(seq, mask)], -1)  # (B, ... + d)
         if not self.history_queries:

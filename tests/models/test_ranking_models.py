@@ -403,8 +403,7 @@ def test_lmn_group_query_user_is_the_history_group_alone():
 
 
 @pytest.mark.parametrize("query_user, fields", [
-    ("profile", 4), ("profile_and_id", 5), ("profile_and_history", 5), ("group", 1),
-    ("profile_and_group", 5)])
+    ("profile", 4), ("profile_and_id", 5), ("profile_and_history", 5), ("group", 1)])
 def test_lmn_query_user_widths(query_user, fields):
     # u of the memory's queries, in embeddings of width d: 4 profile fields, the id, the
     # history's mean, the group's
