@@ -10,11 +10,12 @@ three-rate recipe: tf-keras ``SparseAdam(0.03)`` on the values and a legacy ``Ad
 the addressing (as ``CompositeOptimizer`` applies them); Keras 3 ``MemoryAdam`` (the same
 rates in one optimizer). The two layers are timed in alternating rounds, so drift in the
 machine's load hits both. Both sides are timed and summarised by ``benchmarks/peer/benchutil.py``
-(the peer comparison's statistics): a call during which other processes took CPU time counts
-as contended, and a row's "ms" is the median wall time of its quiet calls when at least 3 were
-quiet, else of all ("ms_basis" says which; "wall" holds quartiles and every call); "cpu_ms" is
-the median process CPU time over all threads. The keras3 / tf-keras ratios use one basis for
-both sides. Prints a table and writes benchmarks/results/keras3_bench.json.
+(``time_rounds``, the statistics every benchmark script reports): a call during which other
+processes took CPU time counts as contended, and a row's "ms" is the median wall time of its
+quiet calls when at least 3 were quiet, else of all ("ms_basis" says which; "wall" holds
+quartiles and every call); "cpu_ms" is the median process CPU time over all threads. The
+keras3 / tf-keras ratios use one basis for both sides. Prints a table and writes
+benchmarks/results/keras3_bench.json.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 from pathlib import Path
 
@@ -40,22 +40,9 @@ from lmn_tf.memory.ops import kernel_available
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "peer"))
-from benchutil import contended_run, loadavg, probe, stats_ms  # noqa: E402
+from benchutil import loadavg, median_used, time_rounds  # noqa: E402
 
 OUT = HERE / "results" / "keras3_bench.json"
-
-
-def _time(fn, steps: int) -> tuple[list[float], list[float], list[bool]]:
-    """Wall and process CPU seconds of ``steps`` calls, and whether each was contended."""
-    wall, cpu, contended = [], [], []
-    for _ in range(steps):
-        start = probe()
-        fn().numpy()
-        end = probe()
-        wall.append(end[0] - start[0])
-        cpu.append(end[1] - start[1])
-        contended.append(contended_run(start, end)[1])
-    return wall, cpu, contended
 
 
 def _steps(layer, optimizers, items, user, mask):
@@ -116,23 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         "keras3": _steps(keras3, [(MemoryAdam(1e-3), lambda: keras3.trainable_variables)],
                          items, user, mask),
     }
-    times = {(name, kind): ([], [], []) for name in variants for kind in ("forward", "train")}
-    for fns in variants.values():  # tracing, the kernel's first load, optimizer slots
-        for fn in fns:
-            for _ in range(max(args.warmup, 1)):
-                fn().numpy()
-    for _ in range(args.rounds):
-        for name, (forward, train) in variants.items():
-            for kind, fn in (("forward", forward), ("train", train)):
-                for series, new in zip(times[name, kind], _time(fn, args.steps), strict=True):
-                    series.extend(new)
+    cells = {(name, kind): (lambda fn=fn: fn().numpy())
+             for name, fns in variants.items() for kind, fn in zip(("forward", "train"), fns,
+                                                                    strict=True)}
+    # warmup: tracing, the kernel's first load, optimizer slots
+    times = time_rounds(cells, args.rounds, steps=args.steps, warmup=max(args.warmup, 1))
     rows = []
-    for (name, kind), (wall, cpu, contended) in times.items():
-        summary = stats_ms(wall, contended)
-        basis = "quiet" if summary["quiet"] else "all"
-        rows.append({"layer": name, "step": kind, "ms": (summary["quiet"] or summary)["median"],
-                     "ms_basis": basis, "cpu_ms": 1000 * statistics.median(cpu),
-                     "calls": len(wall), "wall": summary})
+    for (name, kind), t in times.items():
+        ms, basis = median_used(t["wall"])
+        rows.append({"layer": name, "step": kind, "ms": ms, "ms_basis": basis,
+                     "cpu_ms": t["cpu_ms"], "calls": t["calls"], "wall": t["wall"]})
     ratios = {}
     for kind in ("forward", "train"):
         a, b = (next(r for r in rows if r["layer"] == n and r["step"] == kind)

@@ -12,8 +12,9 @@ memory loss, gradient and a CompositeOptimizer step (values: legacy Adagrad, spa
 rest: legacy Adam). The broadcast mode materialises B·L·H·n scores; where that exceeds
 ``--broadcast-gb`` both modes are also timed at the largest batch that fits ("B" column),
 so the two-stage/broadcast ratio is always measured on equal work, in the same run.
-Rows record the median wall time ("ms") and process CPU time over all threads ("cpu_ms"); on
-a shared machine the CPU-time ratios are the steadier ones.
+Rows record the median wall time ("ms") and process CPU time over all threads ("cpu_ms") of
+the timed steps, as ``benchmarks/peer/benchutil.py``'s ``time_call`` measures them for every
+script; on a shared machine the CPU-time ratios are the steadier ones.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import argparse
 import gc
 import json
 import os
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +34,16 @@ from lmn_tf.memory import LMNLayer, slot_usage_metrics  # sets tf-keras before t
 from lmn_tf.memory import scoring as selection
 from lmn_tf.memory.ops import kernel_available, stock_selection
 
+sys.path.insert(0, str(Path(__file__).parent / "peer"))
+from benchutil import time_call
+
 OUT = Path(__file__).parent / "results" / "layer_bench.json"
 
 
 def _median_ms(fn, steps: int, warmup: int) -> dict:
     """Median wall time and process CPU time (all threads; steadier on a shared machine)."""
-    for _ in range(warmup):  # includes tracing / XLA compilation
-        fn().numpy()
-    wall, cpu = [], []
-    for _ in range(steps):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn().numpy()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return {"ms": 1000 * statistics.median(wall), "cpu_ms": 1000 * statistics.median(cpu)}
+    t = time_call(lambda: fn().numpy(), steps, warmup)  # warmup: tracing / XLA compilation
+    return {"ms": t["wall_ms"], "cpu_ms": t["cpu_ms"]}
 
 
 def _inputs(batch, args, seed=0):

@@ -8,8 +8,10 @@ The peer is lucidrains' ``product-key-memory`` 0.3.0 (``PKM``) with a sparse val
 ``EmbeddingBag``, timed by ``benchmarks/peer/pkm_torch_bench.py`` in its own venv (torch is
 never a dependency of lmn-tf). Per configuration the two are interleaved: peer, ours, then
 (with ``--rounds 2``) ours, peer, so that drift on a shared machine hits both; each side's
-figure is the median over rounds of its median step. Both run with the same thread count and
-glibc malloc settings (``benchutil.TUNED_MALLOC``).
+figure is the median over rounds of its median step. Both sides time their steps the same way
+(``benchmarks/peer/benchutil.py``): up to ``--runs`` more calls while fewer than ``--runs``
+were quiet, and the median of the quiet calls when at least 3 were quiet, else of all. Both run
+with the same thread count and glibc malloc settings (``benchutil.TUNED_MALLOC``).
 
 What is timed (B = 256, L = 50, K = 32, d = 32 by default):
 - forward: the peer under ``torch.no_grad()``; ours ``LMNLayer(items, user, mask)`` in a
@@ -37,7 +39,7 @@ import time
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE / "peer"))
-from benchutil import TUNED_MALLOC, ensure_malloc, loadavg  # noqa: E402
+from benchutil import TUNED_MALLOC, ensure_malloc, loadavg, median_used, time_call  # noqa: E402
 
 PEER_VENV = pathlib.Path.home() / ".cache" / "lmn-tf" / "venv-peer"
 OUT = HERE / "results" / "peer_bench.json"
@@ -101,8 +103,10 @@ def ours_ms(args, sqrt_n: int, heads: int) -> dict:
     with stock_selection() if args.selection == "stock" else contextlib.nullcontext():
         forward = layer_bench._forward(layer, inputs, xla=False)
         step = layer_bench._train_step(layer, inputs, xla=False)
-        result = {"forward": layer_bench._median_ms(forward, args.runs, args.warmup)["ms"],
-                  "train": layer_bench._median_ms(step, args.runs, args.warmup)["ms"]}
+        # as the peer's harness: up to --runs extra calls, the quiet calls' median
+        result = {phase: median_used(time_call(lambda fn=fn: fn().numpy(), args.runs,
+                                               args.warmup, extra=args.runs)["wall"])[0]
+                  for phase, fn in (("forward", forward), ("train", step))}
     del layer
     tf.keras.backend.clear_session()
     return result

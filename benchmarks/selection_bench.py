@@ -4,8 +4,10 @@
     python benchmarks/selection_bench.py --sqrt-n 100 --heads 1 --steps 3
 
 Times the (B·L, H, √n) row and column scores -> K slot ids step of ``LMNLayer`` (B = 256,
-L = 50, K = 32 by default), interleaving the two paths per configuration, and checks that
-they select the same slots. Prints a table and writes benchmarks/results/selection_bench.json.
+L = 50, K = 32 by default), interleaving the two paths per configuration (two rounds of
+``--steps`` / 2 calls each, by ``benchmarks/peer/benchutil.py``'s ``time_rounds``; "*_ms" and
+"*_cpu_ms" are the medians of all of a path's calls), and checks that they select the same
+slots. Prints a table and writes benchmarks/results/selection_bench.json.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +24,10 @@ import tensorflow as tf
 from lmn_tf.memory import scoring  # sets tf-keras before tf.keras is used
 from lmn_tf.memory.ops import selection
 
+sys.path.insert(0, str(Path(__file__).parent / "peer"))
+from benchutil import time_rounds
+
 OUT = Path(__file__).parent / "results" / "selection_bench.json"
-
-
-def _timed(fn, steps: int) -> tuple[float, float]:
-    wall, cpu = [], []
-    for _ in range(steps):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()[1].numpy()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
 
 
 def _selection_fn(select, s_row, s_col, k):
@@ -63,14 +57,14 @@ def main(argv=None) -> int:
                                       ("kernel", selection.two_stage_top_k))}
             same = all(np.array_equal(a, b) for a, b in zip(paths["stock"](), paths["kernel"](),
                                                            strict=True))
-            times = {name: [] for name in paths}
-            for _ in range(2):  # interleaved halves: load changes hit both paths alike
-                for name, fn in paths.items():
-                    times[name].append(_timed(fn, max(1, args.steps // 2)))
+            # interleaved halves: load changes hit both paths alike (traced by the check above)
+            times = time_rounds({name: (lambda fn=fn: fn()[1].numpy())
+                                 for name, fn in paths.items()},
+                                2, steps=max(1, args.steps // 2), warmup=0)
             row = {"sqrt_n": sqrt_n, "heads": heads, "identical": bool(same)}
-            for name, runs in times.items():
-                row[f"{name}_ms"] = statistics.median(w for w, _ in runs)
-                row[f"{name}_cpu_ms"] = statistics.median(c for _, c in runs)
+            for name, t in times.items():
+                row[f"{name}_ms"] = t["wall_ms"]
+                row[f"{name}_cpu_ms"] = t["cpu_ms"]
             row["speedup"] = row["stock_ms"] / row["kernel_ms"]
             row["speedup_cpu"] = row["stock_cpu_ms"] / row["kernel_cpu_ms"]
             rows.append(row)

@@ -10,7 +10,8 @@ Part 2 (layer, B = 256, L = 50, d = 32, K = 32): train step and forward of ``LMN
 same with the selection replaced by this batch's precomputed slots ("no select": what the step
 would cost if selection were free), the two-stage selection alone on random scores, and the
 two score einsums alone. Times are medians over ``--repeats`` rounds that visit every
-configuration in turn, so slow phases of a shared machine hit all cells alike. Both process
+configuration in turn, so slow phases of a shared machine hit all cells alike
+(``benchmarks/peer/benchutil.py``'s ``time_rounds``, shared by every script). Both process
 CPU time (all threads; steadier under load) and wall time are recorded, in ms. Writes
 benchmarks/results/topk_bench.json.
 """
@@ -20,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,9 @@ import tensorflow as tf
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "peer"))
 import layer_bench  # imports lmn_tf first: tf-keras before tf.keras is used
+from benchutil import time_rounds
 
 from lmn_tf.memory import layer as memory_layer
 from lmn_tf.memory import scoring
@@ -39,18 +40,13 @@ OUT = Path(__file__).parent / "results" / "topk_bench.json"
 
 
 def _measure(cells: dict, repeats: int) -> dict:
-    """cells: name -> zero-argument tf.function. Returns name -> {cpu_ms, wall_ms}."""
-    for fn in tqdm(cells.values(), desc="trace+warmup", leave=False):
-        fn().numpy()
-    cpu, wall = ({name: [] for name in cells} for _ in range(2))
-    for _ in tqdm(range(repeats), desc="rounds", leave=False):
-        for name, fn in cells.items():
-            c, w = time.process_time(), time.perf_counter()
-            fn().numpy()
-            cpu[name].append(1000 * (time.process_time() - c))
-            wall[name].append(1000 * (time.perf_counter() - w))
-    return {name: {"cpu_ms": round(statistics.median(cpu[name]), 1),
-                   "wall_ms": round(statistics.median(wall[name]), 1)} for name in cells}
+    """cells: name -> zero-argument tf.function. Returns name -> {cpu_ms, wall_ms}: medians
+    over `repeats` rounds, each one call of every cell in turn (after one warmup call each)."""
+    timed = time_rounds({name: (lambda fn=fn: fn().numpy()) for name, fn in cells.items()},
+                        repeats, steps=1, warmup=1,
+                        progress=lambda it, desc: tqdm(it, desc=desc, leave=False))
+    return {name: {"cpu_ms": round(t["cpu_ms"], 1), "wall_ms": round(t["wall_ms"], 1)}
+            for name, t in timed.items()}
 
 
 def kernels(args) -> dict:

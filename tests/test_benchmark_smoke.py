@@ -257,6 +257,50 @@ def test_pkm_torch_bench_help_and_helpers():
     assert stats["contended_runs"] == 1
 
 
+def test_benchutil_timing_on_a_fake_clock(monkeypatch):
+    """time_call / time_rounds, the timing every script shares, on a clock the calls advance:
+    each call takes (wall s, own CPU s, other processes' CPU s) from a script."""
+    benchutil = _load(BENCHMARKS / "peer" / "benchutil.py")
+    clock = {"wall": 0.0, "cpu": 0.0, "busy": 0.0}
+    monkeypatch.setattr(benchutil, "time", type("FakeTime", (), {
+        "perf_counter": staticmethod(lambda: clock["wall"]),
+        "process_time": staticmethod(lambda: clock["cpu"])}))
+    monkeypatch.setattr(benchutil, "_proc_stat", lambda: (clock["busy"], 0.0))
+
+    def calls(*script):
+        script = list(script)
+
+        def fn():
+            wall, cpu, foreign = script.pop(0)
+            clock["wall"] += wall
+            clock["cpu"] += cpu
+            clock["busy"] += cpu + foreign
+        return fn
+
+    # a warmup call (not timed), then 3 calls; the second is contended (1 s of foreign CPU)
+    script = [(9, 9, 0), (0.001, 0.002, 0), (0.003, 0.004, 1), (0.002, 0.006, 0)]
+    t = benchutil.time_call(calls(*script), steps=3, warmup=1)
+    assert t["wall_ms"] == pytest.approx(2.0) and t["cpu_ms"] == pytest.approx(4.0)
+    assert t["calls"] == t["wall"]["n"] == 3 and t["wall"]["contended_runs"] == 1
+    assert t["wall"]["quiet"] is None  # 2 quiet calls: fewer than 3
+    assert benchutil.median_used(t["wall"]) == (pytest.approx(2.0), "all")
+    # extra: one more call, until 3 were quiet; the quiet calls' median leaves out the 3 ms
+    t = benchutil.time_call(calls(*script, (0.004, 0.001, 0)), steps=3, warmup=1, extra=2)
+    assert t["calls"] == 4 and t["wall_ms"] == pytest.approx(2.5)
+    assert benchutil.median_used(t["wall"]) == (pytest.approx(2.0), "quiet")
+
+    # round-robin: warmup of each cell, then per round `steps` calls of a, then of b
+    order = []
+    a, b = calls(*[(0.1, 0, 0)] + [(w / 1000, w / 2000, 0) for w in (1, 4, 2, 3)]), calls(
+        *[(0.01, 0.01, 0)] * 5)
+    cells = {"a": lambda: order.append("a") or a(), "b": lambda: order.append("b") or b()}
+    got = benchutil.time_rounds(cells, rounds=2, steps=2, warmup=1)
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 2
+    assert got["a"]["wall_ms"] == pytest.approx(2.5) and got["a"]["cpu_ms"] == pytest.approx(1.25)
+    assert got["a"]["wall"]["runs"] == pytest.approx([1, 4, 2, 3])
+    assert got["b"]["wall_ms"] == pytest.approx(10) and got["b"]["calls"] == 4
+
+
 @pytest.mark.horovod  # its part 2 kills a rank of a horovodrun job
 @pytest.mark.skipif(not os.environ.get("LMN_TF_SLOW_SMOKE"), reason=(
     "reliability_training.py's smallest run (three ML-1M trainings, one killed, and a "

@@ -1,7 +1,22 @@
-"""Small helpers shared by the peer harnesses (no torch/numpy import here).
+"""The shared timing module of every benchmark script (no torch/numpy import here).
 
-Meant to be imported by any harness in this folder (the PyTorch peer, later our
-TF layer) so that statistics and contention notes are computed the same way.
+Every script in benchmarks/ that times repeated calls does it here, so that both sides of a
+comparison (ours against the PyTorch peer, keras3 against tf-keras, kernel against stock) get
+the same statistics:
+
+- ``time_call(fn, steps, warmup)``: ``steps`` consecutive calls of ``fn`` after ``warmup``
+  untimed ones;
+- ``time_rounds(cells, rounds, steps)``: round-robin over named cells (each round times
+  ``steps`` calls of every cell in turn), so slow phases of a shared machine hit all alike.
+
+Both return ``timings()``: "wall_ms" and "cpu_ms", the medians of every timed call's wall and
+process CPU time (all threads; the steadier one under load), "calls", and the summaries
+"wall" (``stats_ms``: quartiles, every call, and the quiet calls' summary, a call being
+contended when other processes took CPU time meanwhile) and "cpu" (``_summary``).
+``median_used(t["wall"])`` is the quiet calls' median when enough were quiet. Also: glibc
+malloc settings and machine-load notes. This file is imported from this folder by the PyTorch
+peer (its own venv: keep it standard-library only) and, with ``sys.path.insert(0,
+.../peer)``, by the TF scripts one level up.
 """
 import os
 import statistics
@@ -163,3 +178,63 @@ def median_used(s):
     if s.get("quiet"):
         return s["quiet"]["median"], "quiet"
     return s["median"], "all"
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _timed_call(fn):
+    """(wall s, process CPU s, contended?) of one call; /proc/stat is read outside both."""
+    m0 = _proc_stat()
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    c1, w1 = time.process_time(), time.perf_counter()
+    m1 = _proc_stat()
+    busy0, busy1 = (m[0] if m else None for m in (m0, m1))
+    return w1 - w0, c1 - c0, contended_run((w0, c0, busy0), (w1, c1, busy1))[1]
+
+
+def _timed_calls(fn, steps, extra=0, into=None):
+    """Times calls of fn until `steps` of them were quiet or steps + extra were made (extra=0:
+    exactly `steps`). Appends to and returns `into`: (wall s, cpu s, contended) lists."""
+    wall, cpu, contended = into if into is not None else ([], [], [])
+    made = quiet = 0
+    while quiet < steps and made < steps + extra:
+        w, c, busy = _timed_call(fn)
+        wall.append(w)
+        cpu.append(c)
+        contended.append(busy)
+        made, quiet = made + 1, quiet + (not busy)
+    return wall, cpu, contended
+
+
+def timings(wall_s, cpu_s, contended=None):
+    """Seconds per call -> the summary every script reports (see the module docstring)."""
+    wall = stats_ms(wall_s, contended)
+    cpu = _summary([t * 1e3 for t in cpu_s])
+    return {"wall_ms": wall["median"], "cpu_ms": cpu["median"], "calls": len(wall_s),
+            "wall": wall, "cpu": cpu}
+
+
+def time_call(fn, steps, warmup=0, extra=0):
+    """`warmup` untimed calls of fn (tracing, compilation), then `steps` timed ones; with
+    `extra`, up to `extra` more while fewer than `steps` were quiet. fn must block until its
+    work is done (e.g. ``lambda: f().numpy()``). Returns timings()."""
+    for _ in range(warmup):
+        fn()
+    return timings(*_timed_calls(fn, steps, extra))
+
+
+def time_rounds(cells, rounds, steps=1, warmup=1, progress=None):
+    """cells: name -> fn (as for time_call). `warmup` untimed calls of each, then `rounds`
+    rounds, each timing `steps` consecutive calls of every cell in turn. Returns name ->
+    timings() over all of a cell's calls. progress(iterable, desc) may wrap the loops (tqdm)."""
+    progress = progress or (lambda it, desc: it)
+    for fn in progress(list(cells.values()), "warmup"):
+        for _ in range(warmup):
+            fn()
+    series = {name: ([], [], []) for name in cells}
+    for _ in progress(range(rounds), "rounds"):
+        for name, fn in cells.items():
+            _timed_calls(fn, steps, into=series[name])
+    return {name: timings(*s) for name, s in series.items()}
