@@ -96,9 +96,12 @@ class GroupRouter(tf.keras.layers.Layer):
             pick = tf.math.floormod(tf.range(self.num_groups), tf.shape(bucket)[0])  # (C,)
             bags = self._dense(tf.range(self.num_groups), tf.gather(bucket, pick),
                                tf.gather(weight, pick), self.num_groups)  # (C, D)
-            return self.centroids.assign(tf.math.l2_normalize(self.sum_over_workers(bags), -1))
+            with tf.control_dependencies([self.centroids.assign(
+                    tf.math.l2_normalize(self.sum_over_workers(bags), -1))]):
+                return tf.constant(True)
 
-        tf.cond(tf.reduce_sum(self.assigned) > 0, lambda: self.centroids.read_value(), seed)
+        # the seeded branch returns a flag, not the (C, D) table: no copy on every step
+        tf.cond(tf.reduce_sum(self.assigned) > 0, lambda: tf.constant(False), seed)
 
     def _move(self, group, bucket, weight):
         """One mini-batch k-means step on the sphere for the batch's assigned bags."""

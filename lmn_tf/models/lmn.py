@@ -246,13 +246,13 @@ class LMN(DIN):
             profile = self.address_profile(
                 hash_bucket(features, PROFILE, self.vocab, PROFILE_BUCKETS))  # (B, d)
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
-        if self.query_user not in ("profile_and_id", "group"):  # the id's embedding comes first
-            user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
         if self.query_user == "group":  # k-means moves while training
             user = self.group_embedding(self.group_router(features["hist_item_ids"], mask,
                                                           training=training))  # (B, d)
-        elif self.query_user == "profile_and_history":
-            user = tf.concat([user, masked_mean(seq, mask)], -1)  # (B, ... + d)
+        elif self.query_user != "profile_and_id":  # the id's embedding comes first
+            user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
+            if self.query_user == "profile_and_history":
+                user = tf.concat([user, masked_mean(seq, mask)], -1)  # (B, ... + d)
         if not self.history_queries:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_queries:
