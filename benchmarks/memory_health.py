@@ -5,7 +5,8 @@ For each run directory (any model; the memory columns need an LMN run), on ML-1M
 - AUC on the evaluation events, and separately on warm users (with events in the run's
   training window) and cold users (none): does a model win or lose everywhere?
 - LMN only, ``auc_values_permuted``: the AUC with the memory's value rows shuffled (a fixed
-  permutation). If the memory stored something the model relies on, this falls.
+  permutation within each store). If the memory stored something the model relies on, this
+  falls.
 - LMN only, slot use on the first ``--rows`` evaluation events (the memory's queries, from
   ``LMN.memory_inputs`` as in training): coverage, usage entropy, top-1% share.
 - LMN only, from the checkpoint's sparse optimizer (legacy Adagrad): value rows whose
@@ -37,9 +38,8 @@ ACCUMULATOR = "model/memory/values/.OPTIMIZER_SLOT/optimizer/Optimizer0/accumula
 
 
 def slot_use(model, batch: dict) -> dict[str, float]:
-    memory = model.memory
-    slots = model.read_slots(batch)
-    metrics = slot_usage_metrics(memory.num_slots)
+    slots = model.read_slots(batch)  # every store's, in one id space of model.num_slots
+    metrics = slot_usage_metrics(model.num_slots)
     for metric in metrics:
         metric.update_state(slots)
     return {m.name: float(m.result()) for m in metrics}
@@ -71,13 +71,16 @@ def health(run_dir: str, data: dict, rows: int) -> dict:
     row = {"run": run_dir, "model": config["model"], "warm_share": float(warm.mean()),
            **aucs(labels, logits, warm)}
     if hasattr(model, "memory"):
-        values = model.memory.value_variables[0]
+        tables = model.sparse_variables()  # one value table per store
         row.update(slot_use(model, next(iter(make_dataset(eval_arrays, rows)))))
         row.update(updated_rows(run_dir, config))
-        trained = values.numpy()
-        values.assign(trained[np.random.default_rng(0).permutation(len(trained))])
+        trained = [values.numpy() for values in tables]
+        rng = np.random.default_rng(0)
+        for values, table in zip(tables, trained, strict=True):
+            values.assign(table[rng.permutation(len(table))])
         _, permuted = ctr_metrics.predict(model, dataset, verbose=0)
-        values.assign(trained)
+        for values, table in zip(tables, trained, strict=True):
+            values.assign(table)
         row["auc_values_permuted"] = ctr_metrics.auc(labels, permuted)
     return row
 

@@ -23,10 +23,15 @@ def test_spatial_writes_warm_and_cold_cells_and_a_rerun_keeps_them(tmp_path, mon
                                                              "num_heads": 1}
     for subset in ("warm", "cold"):
         assert 0.5 < lmn["scores"][subset]["bayes_auc"] < 1
-    assert set(lmn["slot_overlap"]) == {"within", "across"} and "slot_overlap" not in base
-    assert all(0 <= v <= 1 for v in lmn["slot_overlap"].values())
+    # the default two stores: both together, and each on its own
+    overlap = lmn["slot_overlap"]
+    assert set(overlap) == {"within", "across", "stores"} and "slot_overlap" not in base
+    assert set(overlap["stores"]) == {"profile", "group"}
+    for pair in (overlap, *overlap["stores"].values()):
+        assert all(0 <= pair[k] <= 1 for k in ("within", "across"))
     assert results["task"]["num_groups"] == 4 and "--eval-samples 2000" in results["command"]
-    assert "| lmn √n=8 | 1 |" in (tmp_path / "spatial.md").read_text()
+    table = (tmp_path / "spatial.md").read_text()
+    assert "| lmn √n=8 | 1 |" in table and "(profile: " in table
     assert (tmp_path / "spatial.png").stat().st_size > 0
     monkeypatch.setattr(spatial, "train", lambda *a, **k: 1 / 0)  # nothing left to train
     assert cli.main(argv) == 0

@@ -72,13 +72,19 @@ def subset_scores(metrics: dict, eval_arrays: dict, warm_users: np.ndarray) -> d
 def cold_slot_overlap(run_dir: pathlib.Path, eval_arrays: dict, warm_users: np.ndarray,
                       rows: int = 20_000) -> dict[str, float]:
     """``group_slot_overlap`` of a trained LMN's reads on the first ``rows`` evaluation
-    samples of cold users: do users of one latent group read the same slots?"""
+    samples of cold users: do users of one latent group read the same slots? Of all stores
+    together, and, where the model has several, of each (``"stores"``, by ``query_user``)."""
     model, _ = load_run(run_dir)
     cold = ~np.isin(eval_arrays["user_id"], warm_users)
     sub = {k: v[cold][:rows] for k, v in eval_arrays.items()}
-    slots = np.concatenate([model.read_slots(features).numpy()
-                            for features in make_dataset(sub, 2048)])
-    return group_slot_overlap(slots, sub[synthetic.GROUP], sub["item_id"], sub["user_id"])
+
+    def of(store):
+        slots = np.concatenate([model.read_slots(features, store).numpy()
+                                for features in make_dataset(sub, 2048)])
+        return group_slot_overlap(slots, sub[synthetic.GROUP], sub["item_id"], sub["user_id"])
+
+    stores = model.query_users
+    return {**of(None), **({"stores": {s: of(s) for s in stores}} if len(stores) > 1 else {})}
 
 
 def stat(values) -> str:
@@ -104,7 +110,14 @@ def overlap(runs: list[dict]) -> str:
     got = [r["slot_overlap"] for r in runs if r.get("slot_overlap")]
     if not got:
         return "-"
-    return " / ".join(f"{np.mean([g[k] for g in got]):.3f}" for k in ("within", "across"))
+
+    def pair(overlaps):
+        return " / ".join(f"{np.mean([g[k] for g in overlaps]):.3f}" for k in ("within", "across"))
+
+    stores = [g["stores"] for g in got if "stores" in g]
+    per_store = (" (" + ", ".join(f"{name}: {pair([s[name] for s in stores])}"
+                                  for name in stores[0]) + ")") if stores else ""
+    return pair(got) + per_store
 
 
 def markdown(results: dict) -> str:

@@ -17,13 +17,17 @@ How the ranking model consumes the memory (the paper leaves it open; decided her
      the user's place, so the memory stores a value per (history item, rating, target item)
      triple: item-to-item co-occurrence at full rank, where DIN's attention sees only the
      low-rank dot product of two embeddings.
-   ``query_user`` says what stands for the user in u: ``"profile"`` (default) the profile
-   fields, so users who share a profile write and read the same slots; ``"profile_and_id"``
-   adds the user id (the paper), so each user addresses slots of their own and the memory
-   stores almost nothing; ``"profile_and_history"`` adds the mean of the history's
-   embeddings; ``"group"`` is the user's group alone: the nearest of ``user_groups``
-   centroids of history bags (``GroupRouter``, k-means), so users who browse alike, a cold
-   user too, read and write the same slots.
+   ``query_user`` says what stands for the user in u, one memory store per entry (each its
+   own LMNLayer: keys, queries and values): ``"profile"`` the profile fields, so users who
+   share a profile write and read the same slots; ``"profile_and_id"`` adds the user id
+   (the paper), so each user addresses slots of their own and the memory stores almost
+   nothing; ``"profile_and_history"`` adds the mean of the history's embeddings;
+   ``"group"`` is the user's group alone: the nearest of ``user_groups`` centroids of
+   history bags (``GroupRouter``, k-means), so users who browse alike, a cold user too, read
+   and write the same slots. The default ``("profile", "group")`` keeps both stores, since
+   a preference shared by a profile and one shared by what users browse need different keys
+   (README, "Where the memory helps"); each store's read-out joins the MLP, which learns
+   which to trust. ``"item_pairs"`` has no user in its queries, so it has one store.
 2. ``readout="attended"`` (default): the history read-outs are weighted by a DIN activation
    unit whose query is the target's read-out, or the target embedding projected to d_v
    where the target does not query; ``readout="pooled"``: their masked mean instead.
@@ -43,6 +47,8 @@ and keys by a slow Adam (``addressing_variables``), everything else by Adam
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -145,10 +151,11 @@ class LMN(DIN):
         readout: "attended" (target attention over read-outs) or "pooled" (masked mean).
         memory_loss_stop_gradient: "none" (paper), "query" (M_Q is a fixed target) or
             "readout" (only M_Q moves).
-        query_user: who the user is in the memory's queries: ``"profile"``,
-            ``"profile_and_id"``, ``"profile_and_history"`` (+ the history's mean embedding)
-            or ``"group"`` (the ``GroupRouter`` group of the history); module docstring.
-        user_groups: C, the groups of ``query_user="group"``.
+        query_user: who the user is in the memory's queries, one store per entry (a string:
+            one store): ``"profile"``, ``"profile_and_id"``, ``"profile_and_history"`` (+ the
+            history's mean embedding) or ``"group"`` (the ``GroupRouter`` group of the
+            history); module docstring, step 1.
+        user_groups: C, the groups of ``"group"``.
         memory_embeddings: ``"shared"`` (queried with the model's embeddings) or ``"fixed"``
             (with frozen random embeddings of its own, for stable addresses).
         readout_dropout: dropout rate on the memory's features into the MLP (0: none).
@@ -159,7 +166,8 @@ class LMN(DIN):
         **kwargs: ``DIN`` arguments.
 
     Raises:
-        ValueError: on an unknown ``queries``, ``readout`` or ``memory_embeddings``, or a
+        ValueError: on an unknown ``queries``, ``readout``, ``query_user`` entry or
+            ``memory_embeddings``, an empty or repeating ``query_user``, or a
             ``readout_dropout`` outside [0, 1) (the layer checks its own arguments).
 
     Example:
@@ -173,19 +181,24 @@ class LMN(DIN):
     def __init__(self, vocab, num_keys: int = 300, top_k: int = 32, num_heads: int = 4,
                  memory_loss_weight: float = 0.1, value_dim: int = 32,
                  queries: str = "target", readout: str = "attended",
-                 memory_loss_stop_gradient: str = "none", query_user: str = "profile",
+                 memory_loss_stop_gradient: str = "none",
+                 query_user: str | Sequence[str] = ("profile", "group"),
                  user_groups: int = 316,
                  memory_embeddings: str = "shared", readout_dropout: float = 0.0,
                  addressing: str = "learned", query_norm: bool = True,
                  attention_units=(80, 40), value_store=None, **kwargs):
         super().__init__(vocab, attention_units=attention_units, **kwargs)
+        users = (query_user,) if isinstance(query_user, str) else tuple(query_user)
         for arg, value, choices in (("queries", queries, QUERIES),
                                     ("readout", readout, READOUTS),
-                                    ("query_user", query_user, QUERY_USERS),
+                                    *(("query_user", u, QUERY_USERS) for u in users),
                                     ("memory_embeddings", memory_embeddings,
                                      MEMORY_EMBEDDINGS)):
             if value not in choices:
                 raise ValueError(f"{arg} must be one of {choices}. Received: {arg}={value!r}")
+        if not users or len(set(users)) < len(users):
+            raise ValueError("query_user must name one or more distinct users. "
+                             f"Received: query_user={query_user!r}")
         if not 0.0 <= readout_dropout < 1.0:
             raise ValueError(f"readout_dropout must be in [0, 1). Received: {readout_dropout=}")
         from lmn_tf.memory.layer import LMNLayer
@@ -193,8 +206,10 @@ class LMN(DIN):
         self.queries, self.readout = queries, readout
         self.history_queries = queries != "target"  # the history items query
         self.target_queries = queries in ("history_and_target", "target")  # so does the target
-        self.query_user, self.memory_embeddings = query_user, memory_embeddings
-        if query_user == "group":
+        # item_pairs queries have the target item in the user's place: one store
+        self.query_users = users[:1] if queries == "item_pairs" else users
+        self.memory_embeddings = memory_embeddings
+        if "group" in self.query_users:
             from lmn_tf.models.group_router import GroupRouter
 
             self.group_router = GroupRouter(  # replicas' k-means sums meet in the value store
@@ -213,87 +228,125 @@ class LMN(DIN):
             # who share all but one field would otherwise query almost alike.
             self.address_profile = tf.keras.layers.Embedding(
                 PROFILE_BUCKETS, self.embedding_dim, trainable=False, name="address_profile")
-        self.memory = LMNLayer(num_keys=num_keys, top_k=top_k, num_heads=num_heads,
-                               memory_loss_weight=memory_loss_weight, value_dim=value_dim,
-                               memory_loss_stop_gradient=memory_loss_stop_gradient,
-                               addressing=addressing, query_norm=query_norm,
-                               value_store=value_store, name="memory")
+        # Store i is named "memory" (i = 0, so checkpoints and exports of one store keep their
+        # paths) or "memory_<user>"; a layer owns its value store, so each gets a fresh copy.
+        self.memories = [
+            LMNLayer(num_keys=num_keys, top_k=top_k, num_heads=num_heads,
+                     memory_loss_weight=memory_loss_weight, value_dim=value_dim,
+                     memory_loss_stop_gradient=memory_loss_stop_gradient,
+                     addressing=addressing, query_norm=query_norm,
+                     value_store=value_store if i == 0 or value_store is None else
+                     type(value_store).from_config(value_store.get_config()),
+                     name="memory" if i == 0 else f"memory_{user}")
+            for i, user in enumerate(self.query_users)]
+        self.memory = self.memories[0]
         if readout == "attended" and self.history_queries:
-            self.memory_attention = TargetAttention(attention_units, name="memory_attention")
+            self.memory_attentions = [
+                TargetAttention(attention_units, name="memory_attention" if i == 0 else
+                                f"memory_attention_{user}")
+                for i, user in enumerate(self.query_users)]
             if not self.target_queries:
                 self.query_projection = tf.keras.layers.Dense(value_dim, name="query_projection")
 
     def memory_inputs(self, features, seq, mask, item, user, training=False):
-        """``(items, user, mask)`` the memory is called with (design points 1 and 3).
+        """``(items, users, mask)`` the memory stores are called with (design points 1, 3).
 
         ``seq`` (B, L, d) and ``mask`` (B, L) are the history's, ``item`` (B, d) the target's,
         ``user`` (B, 5d) the user features, all the model's own embeddings of ``features``;
         with ``memory_embeddings="fixed"`` the memory's frozen tables embed the ids instead
         (history items without their ratings; the user as id + one profile vector, (B, 2d)).
-        The target is the last position when it queries. With ``queries="item_pairs"`` the
-        target item's embedding (B, d) takes the user's place, and fixed history embeddings
-        keep their ratings (the frozen stack's rating scale and shift).
+        ``users`` holds one (B, d_u) user per store, in ``query_users``' order. The target is
+        the last position when it queries. With ``queries="item_pairs"`` the target item's
+        embedding (B, d) takes the user's place, and fixed history embeddings keep their
+        ratings (the frozen stack's rating scale and shift).
         """
         if self.queries == "item_pairs":  # no user in these queries: nothing to embed for it
             if self.memory_embeddings == "fixed":
                 stack = self.address_features
                 seq = stack.behaviours(features)  # (B, L, d), the rating in the address
                 item = stack.item(features["item_id"])
-            return seq, item, mask  # (B, L, d), (B, d), (B, L)
+            return seq, [item], mask  # (B, L, d), [(B, d)], (B, L)
         if self.memory_embeddings == "fixed":
             stack = self.address_features
             seq, item = stack.item(features["hist_item_ids"]), stack.item(features["item_id"])
             profile = self.address_profile(
                 hash_bucket(features, PROFILE, self.vocab, PROFILE_BUCKETS))  # (B, d)
             user = tf.concat([stack.user(features)[:, :self.embedding_dim], profile], -1)
-        if self.query_user == "group":  # k-means moves while training
-            user = self.group_embedding(self.group_router(features["hist_item_ids"], mask,
-                                                          training=training))  # (B, d)
-        elif self.query_user != "profile_and_id":  # the id's embedding comes first
-            user = user[:, self.embedding_dim:]  # the profile: (B, 4d), or (B, d) when fixed
-            if self.query_user == "profile_and_history":
-                user = tf.concat([user, masked_mean(seq, mask)], -1)  # (B, ... + d)
+        users = [self._query_user(name, features, seq, mask, user, training)
+                 for name in self.query_users]
         if not self.history_queries:
             seq, mask = seq[:, :0], mask[:, :0]  # (B, 0, d): only the target below
         if self.target_queries:
             seq = tf.concat([seq, item[:, None]], 1)  # (B, L+1, d)
             mask = tf.concat([mask, tf.ones_like(item[:, :1], tf.bool)], 1)
-        return seq, user, mask
+        return seq, users, mask
+
+    def _query_user(self, name, features, seq, mask, user, training):
+        """The (B, d_u) user of the store keyed by ``name``; ``user`` is (id, profile...)."""
+        if name == "group":  # k-means moves while training
+            return self.group_embedding(self.group_router(features["hist_item_ids"], mask,
+                                                          training=training))  # (B, d)
+        if name == "profile_and_id":
+            return user
+        profile = user[:, self.embedding_dim:]  # (B, 4d), or (B, d) when fixed
+        if name == "profile_and_history":
+            return tf.concat([profile, masked_mean(seq, mask)], -1)  # (B, ... + d)
+        return profile
 
     def interest(self, features, user, target, training):
         seq, mask = self.sequence(features)  # (B, L, d), (B, L)
         item = self.target_item(target)  # (B, d)
         length = tf.shape(seq)[1] if self.history_queries else 0
-        items, query_user, items_mask = self.memory_inputs(features, seq, mask, item, user,
-                                                           training)
-        read = self.memory(items, query_user, mask=items_mask,
-                           training=training)  # (B, L(+1), d_v)
+        items, users, items_mask = self.memory_inputs(features, seq, mask, item, user, training)
+        out = []
+        for i, (memory, query_user) in enumerate(zip(self.memories, users, strict=True)):
+            read = memory(items, query_user, mask=items_mask,
+                          training=training)  # (B, L(+1), d_v)
+            if self.target_queries:
+                out.append(read[:, length])  # (B, d_v)
+            if self.history_queries:
+                history = read[:, :length]
+                if self.readout == "pooled":
+                    out.append(masked_mean(history, mask))
+                else:
+                    query = (read[:, length] if self.target_queries else
+                             self.query_projection(item))
+                    out.append(self.memory_attentions[i](query, history, mask))
         interest = self.attention(item, seq, mask)  # DIN's, reusing seq's lookup
-        out = [read[:, length]] if self.target_queries else []  # (B, d_v)
-        if self.history_queries:
-            history = read[:, :length]
-            if self.readout == "pooled":
-                out.append(masked_mean(history, mask))
-            else:
-                query = read[:, length] if self.target_queries else self.query_projection(item)
-                out.append(self.memory_attention(query, history, mask))
         return [interest, *(self.readout_dropout(o, training=training) for o in out)]
 
     def sparse_variables(self) -> list[tf.Variable]:
-        return self.memory.value_variables
+        return [v for memory in self.memories for v in memory.value_variables]
 
     def addressing_variables(self) -> list[tf.Variable]:
-        return self.memory.addressing_variables
+        return [v for memory in self.memories for v in memory.addressing_variables]
 
-    def read_slots(self, features: dict) -> tf.Tensor:
+    @property
+    def num_slots(self) -> int:
+        """Slots of all stores together, the id space of ``read_slots(features)``."""
+        return sum(memory.num_slots for memory in self.memories)
+
+    def read_slots(self, features: dict, store: str | None = None) -> tf.Tensor:
         """The slots (B, L', H, K) the memory's queries of ``features`` read (-1: a padded
-        query), inference path, no memory loss added: ``lmn_tf.memory.diagnostics``' input."""
+        query), inference path, no memory loss added: ``lmn_tf.memory.diagnostics``' input.
+
+        ``store`` names one store by its ``query_user`` entry (its own slot ids); None: every
+        store, stacked on the head axis (B, L', S·H, K), store s's slot j as ``s·n + j``.
+        """
         seq, mask = self.sequence(features)  # (B, L, d), (B, L)
         item = self.target_item(self.features.target(features))  # (B, d)
-        items, user, mask = self.memory_inputs(features, seq, mask, item,
-                                               self.features.user(features))
-        weight, self.memory.memory_loss_weight = self.memory.memory_loss_weight, 0.0
-        try:
-            return self.memory(items, user, mask=mask, return_slots=True)[1]
-        finally:
-            self.memory.memory_loss_weight = weight
+        items, users, mask = self.memory_inputs(features, seq, mask, item,
+                                                self.features.user(features))
+        if store is not None and store not in self.query_users:
+            raise ValueError(f"store must be one of {self.query_users}. Received: {store=}")
+        reads, offset = [], 0
+        for name, memory, user in zip(self.query_users, self.memories, users, strict=True):
+            if store in (None, name):
+                weight, memory.memory_loss_weight = memory.memory_loss_weight, 0.0
+                try:
+                    slots = memory(items, user, mask=mask, return_slots=True)[1]
+                finally:
+                    memory.memory_loss_weight = weight
+                reads.append(slots if store else tf.where(slots < 0, slots, slots + offset))
+            offset += memory.num_slots
+        return tf.concat(reads, axis=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -87,6 +88,15 @@ def test_group_routed_lmn_exports_its_trained_centroids(features, tmp_path):
     np.testing.assert_allclose(out["probability"], reference(model, features), atol=1e-5)
 
 
+def test_default_lmn_exports_both_stores(model, exported):
+    # the default query_user=("profile", "group"): two value tables and the router's centroids
+    assert [m.name for m in model.memories] == ["memory", "memory_group"]
+    _, meta = run_session(exported, random_arrays(VOCAB, 2))
+    names = graph_variable_names(meta)
+    assert {m.value_variables[0].name[:-2] for m in model.memories} <= names
+    assert model.group_router.centroids.name[:-2] in names
+
+
 def test_raw_session_predictions_equal_model_predict(model, features, exported):
     raw = IDENTITY.to_raw(features)
     out, _ = run_session(exported, raw, "serving_default")
@@ -141,6 +151,9 @@ def test_only_serving_variables_are_saved(model, exported):
     assert not any("Adam" in n or "optimizer" in n or "iter" in n for n in names), names
     assert not any("optimizer" in k or "Adam" in k for k in saved_variables(exported))
     model_vars = {v.name.split(":")[0] for v in model.variables}
+    # The two stores' query MLPs share variable names; the graph uniquifies them ("_1").
+    names = {re.sub(r"_\d+$", "", n) if re.sub(r"_\d+$", "", n) in model_vars else n
+             for n in names}
     assert names <= model_vars  # no metric accumulators, no slots: only model weights
     memory = model.memory
     assert {memory.value_variables[0].name[:-2], memory.row_keys.name[:-2]} <= names
@@ -281,9 +294,10 @@ def test_killed_export_leaves_no_version(tmp_path):
 def test_low_precision_values(model, features, exported, tmp_path, dtype):
     path = export_saved_model(model, str(tmp_path), "lmn", values_dtype=dtype)
     stored = saved_variables(path)
-    (values_key,) = [k for k in stored if "memory.Svalues" in k]
-    assert stored[values_key] == tf.as_dtype(dtype)
-    assert all(d == tf.float32 for k, d in stored.items() if k != values_key)
+    values_keys = [k for k in stored if ".Svalues" in k]  # one table per store
+    assert len(values_keys) == len(model.memories) == 2
+    assert all(stored[k] == tf.as_dtype(dtype) for k in values_keys)
+    assert all(d == tf.float32 for k, d in stored.items() if k not in values_keys)
     out, _ = run_session(path, features)
     full, _ = run_session(exported, features)
     np.testing.assert_allclose(out["probability"], full["probability"], atol=5e-3)

@@ -115,7 +115,10 @@ def test_lmn_variants_build(variant):
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = _model("lmn", vocab, **variant)
     assert model(random_features(vocab, 2)).shape == (2, 1)
-    assert len(model.losses) == (0 if variant.get("memory_loss_weight") == 0.0 else 1)
+    # a memory loss per store (both default stores; item_pairs has one)
+    stores = 1 if variant.get("queries") == "item_pairs" or "query_user" in variant else 2
+    assert len(model.memories) == stores
+    assert len(model.losses) == (0 if variant.get("memory_loss_weight") == 0.0 else stores)
 
 
 @pytest.mark.parametrize("queries, history, target, projection", [
@@ -126,18 +129,21 @@ def test_lmn_queries_name_who_queries_the_memory(queries, history, target, proje
     model = _model("lmn", vocab, queries=queries)
     f = random_features(vocab, 4)
     _, mask = model.sequence(f)
-    _, user, items_mask = model.memory_inputs(f, *model.sequence(f),
-                                              model.features.item(f["item_id"]),
-                                              model.features.user(f))
+    _, users, items_mask = model.memory_inputs(f, *model.sequence(f),
+                                               model.features.item(f["item_id"]),
+                                               model.features.user(f))
     expected = [mask] * history + [tf.ones((4, 1), tf.bool)] * target
     np.testing.assert_array_equal(items_mask, tf.concat(expected, 1))
-    # the target item, or the user's profile fields (query_user="profile" by default)
-    width = model.embedding_dim if queries == "item_pairs" else 4 * model.embedding_dim
-    assert user.shape == (4, width)
+    # the target item (one store), or by default the profile fields and the history's group
+    d = model.embedding_dim
+    widths = [d] if queries == "item_pairs" else [4 * d, d]
+    assert [u.shape for u in users] == [(4, w) for w in widths]
+    assert [m.name for m in model.memories] == ["memory", "memory_group"][:len(widths)]
     _, *reads = model.interest(f, model.features.user(f), model.features.target(f), False)
-    assert len(reads) == history + target  # the target's read-out, the history's summary
+    # per store: the target's read-out, the history's summary
+    assert len(reads) == len(widths) * (history + target)
     assert hasattr(model, "query_projection") == projection
-    assert hasattr(model, "memory_attention") == history
+    assert len(getattr(model, "memory_attentions", [])) == history * len(widths)
 
 
 def test_lmn_addressing_and_query_norm_reach_the_layer():
@@ -159,11 +165,13 @@ def test_lmn_values_get_sparse_adam_addressing_a_slow_adam_and_only_read_rows_mo
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = _model("lmn", vocab, num_keys=16)
     model(zero_features(1))
-    (values,) = model.sparse_variables()
-    assert values is model.memory.value_variables[0] and values.shape == (256, 8)
+    tables = model.sparse_variables()  # one per store: the profile's, the group's
+    assert [v.ref() for v in tables] == [m.value_variables[0].ref() for m in model.memories]
+    assert len(tables) == 2 and all(v.shape == (256, 8) for v in tables)
     addressing = {v.ref() for v in model.addressing_variables()}
-    assert {model.memory.row_keys.ref(), model.memory.col_keys.ref()} <= addressing
-    assert values.ref() not in addressing
+    for memory in model.memories:
+        assert {memory.row_keys.ref(), memory.col_keys.ref()} <= addressing
+    assert not {v.ref() for v in tables} & addressing
     optimizer = make_optimizer(model, 1e-3, 0.1, addressing_learning_rate=1e-4)
     sparse_adam, slow, adam = optimizer.optimizers
     assert isinstance(sparse_adam, SparseAdam) and sparse_adam.learning_rate == 0.1
@@ -171,16 +179,19 @@ def test_lmn_values_get_sparse_adam_addressing_a_slow_adam_and_only_read_rows_mo
     assert type(adam) is tf.keras.optimizers.legacy.Adam and adam.learning_rate == 1e-3
     model.compile(optimizer=optimizer)
     f = random_features(vocab, 2)
-    before = values.numpy().copy()
-    items, user, mask = model.memory_inputs(f, *model.sequence(f),
-                                            model.features.item(f["item_id"]),
-                                            model.features.user(f))
+    model(f, training=True)  # seeds the group router, so the reads below are the step's
+    before = [v.numpy().copy() for v in tables]
+    items, users, mask = model.memory_inputs(f, *model.sequence(f),
+                                             model.features.item(f["item_id"]),
+                                             model.features.user(f))
     # training=True: query_norm standardises with the batch's moments, as the step does
-    _, slots = model.memory(items, user, mask=mask, return_slots=True, training=True)
+    reads = [memory(items, user, mask=mask, return_slots=True, training=True)[1]
+             for memory, user in zip(model.memories, users, strict=True)]
     model.train_on_batch(f)
-    moved = np.flatnonzero(np.any(before != values.numpy(), axis=1))
-    read = np.unique(slots.numpy()[slots.numpy() >= 0])
-    assert len(moved) > 0 and set(moved) <= set(read)
+    for old, values, slots in zip(before, tables, reads, strict=True):
+        moved = np.flatnonzero(np.any(old != values.numpy(), axis=1))
+        read = np.unique(slots.numpy()[slots.numpy() >= 0])
+        assert len(moved) > 0 and set(moved) <= set(read)
 
 
 def test_decay_stops_the_adam_parts_after_decay_steps_and_the_values_keep_learning():
@@ -196,13 +207,13 @@ def test_decay_stops_the_adam_parts_after_decay_steps_and_the_values_keep_learni
         pytest.approx(1e-2), pytest.approx(1e-3)]
     model.train_on_batch(f)
     model.train_on_batch(f)
-    (values,) = model.sparse_variables()
-    rest = [v for v in model.trainable_variables if v.ref() != values.ref()]
-    before = [v.numpy().copy() for v in rest], values.numpy().copy()
+    tables = model.sparse_variables()  # both stores' values
+    rest = [v for v in model.trainable_variables if v.ref() not in {t.ref() for t in tables}]
+    before = [v.numpy().copy() for v in rest], [t.numpy().copy() for t in tables]
     model.train_on_batch(f)
     for v, b in zip(rest, before[0], strict=True):
         np.testing.assert_array_equal(v.numpy(), b, err_msg=v.name)  # lr 0: no step
-    assert np.any(values.numpy() != before[1])
+    assert all(np.any(t.numpy() != b) for t, b in zip(tables, before[1], strict=True))
     with pytest.raises(ValueError, match="decay_steps must be positive"):
         make_optimizer(model, 1e-2, 0.1, decay_steps=0)
 
@@ -210,7 +221,7 @@ def test_decay_stops_the_adam_parts_after_decay_steps_and_the_values_keep_learni
 @pytest.mark.parametrize("start", [0.1, 1e-10])
 def test_values_initial_accumulator_reaches_adagrad(start):
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
-    model = _model("lmn", vocab, num_keys=16)
+    model = _model("lmn", vocab, num_keys=16, query_user="profile")  # one store
     model(zero_features(1))
     (values,) = model.sparse_variables()
     optimizer = make_optimizer(model, 1e-3, 0.1, values_optimizer="adagrad",
@@ -276,9 +287,9 @@ def test_lmn_target_only_queries_with_frozen_address_embeddings():
     model = _model("lmn", vocab, num_keys=16, queries="target", memory_embeddings="fixed",
                    query_user="profile", addressing="fixed")
     f = random_features(vocab, 4)
-    items, user, mask = model.memory_inputs(f, *model.sequence(f),
-                                            model.features.item(f["item_id"]),
-                                            model.features.user(f))
+    items, (user,), mask = model.memory_inputs(f, *model.sequence(f),
+                                               model.features.item(f["item_id"]),
+                                               model.features.user(f))
     assert items.shape[1] == 1 and mask.shape == (4, 1)
     assert user.shape[1] == model.embedding_dim  # the profile combination only
     np.testing.assert_allclose(items[:, 0], model.address_features.item(f["item_id"]))
@@ -298,6 +309,11 @@ def test_lmn_rejects_unknown_queries_and_embeddings():
         build_model("lmn", vocab, memory_embeddings="learned")
     with pytest.raises(ValueError, match=r"query_user must be one of .* Received: query_user='id'"):
         build_model("lmn", vocab, query_user="id")
+    with pytest.raises(ValueError, match=r"query_user must be one of .* query_user='id'"):
+        build_model("lmn", vocab, query_user=("profile", "id"))
+    for users in ((), ("group", "group")):
+        with pytest.raises(ValueError, match=r"one or more distinct users\. Received: "):
+            build_model("lmn", vocab, query_user=users)
 
 
 def test_lmn_item_pairs_query_with_the_target_and_the_rating():
@@ -305,9 +321,10 @@ def test_lmn_item_pairs_query_with_the_target_and_the_rating():
     model = _model("lmn", vocab, num_keys=16, queries="item_pairs", memory_embeddings="fixed",
                    addressing="fixed")
     f = random_features(vocab, 4)
-    items, user, mask = model.memory_inputs(f, *model.sequence(f),
-                                            model.features.item(f["item_id"]),
-                                            model.features.user(f))
+    items, (user,), mask = model.memory_inputs(f, *model.sequence(f),
+                                               model.features.item(f["item_id"]),
+                                               model.features.user(f))
+    assert len(model.memories) == 1  # the target in the user's place: one store
     np.testing.assert_array_equal(mask, f["hist_item_ids"].numpy() != 0)  # no target slot
     np.testing.assert_allclose(user, model.address_features.item(f["item_id"]))
     np.testing.assert_allclose(items, model.address_features.behaviours(f))
@@ -369,8 +386,9 @@ def test_lmn_target_query_sees_the_history_only_if_asked(query_history):
                    query_user="profile_and_history" if query_history else "profile")
     f = random_features(vocab, 4)
     other = {**f, "hist_item_ids": f["hist_item_ids"] % (vocab.num_items - 1) + 1}
-    _, user, _ = model.memory_inputs(f, *model.sequence(f), model.features.item(f["item_id"]),
-                                     model.features.user(f))
+    _, (user,), _ = model.memory_inputs(f, *model.sequence(f),
+                                        model.features.item(f["item_id"]),
+                                        model.features.user(f))
     assert user.shape == (4, (4 + query_history) * model.embedding_dim)  # profile (+ history)
 
     def target_read(feats):
@@ -410,6 +428,24 @@ def test_lmn_query_user_widths(query_user, fields):
     vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
     model = _model("lmn", vocab, query_user=query_user, user_groups=3)
     f = random_features(vocab, 4)
-    _, user, _ = model.memory_inputs(f, *model.sequence(f), model.features.item(f["item_id"]),
-                                     model.features.user(f))
+    _, (user,), _ = model.memory_inputs(f, *model.sequence(f),
+                                        model.features.item(f["item_id"]),
+                                        model.features.user(f))
     assert user.shape == (4, fields * model.embedding_dim)
+
+
+def test_lmn_read_slots_stack_the_stores_with_offset_ids():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    model = _model("lmn", vocab, num_keys=4, top_k=2, user_groups=3)
+    f = random_features(vocab, 5)
+    model(f, training=True)
+    n = model.memory.num_slots
+    assert model.num_slots == 2 * n
+    both = model.read_slots(f).numpy()  # (B, 1, 2H, K): the profile store's heads first
+    profile, group = (model.read_slots(f, store=s).numpy() for s in ("profile", "group"))
+    heads = profile.shape[2]
+    np.testing.assert_array_equal(both[:, :, :heads], profile)
+    np.testing.assert_array_equal(both[:, :, heads:], group + n)
+    assert group.min() >= 0 and group.max() < n
+    with pytest.raises(ValueError, match="store must be one of"):
+        model.read_slots(f, store="profile_and_id")
