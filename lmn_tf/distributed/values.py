@@ -115,6 +115,10 @@ class AlltoallValues(ValueStore):
         global_count = hvd.allreduce(tf.stop_gradient(count), op=hvd.Sum)  # collective
         return total * self.size / tf.maximum(global_count, 1.0)
 
+    @property
+    def worker(self) -> tuple[int, int]:
+        return hvd.rank(), hvd.size()
+
     def sum_over_workers(self, x: tf.Tensor) -> tf.Tensor:
         return hvd.allreduce(x, op=hvd.Sum)  # collective
 

@@ -47,6 +47,11 @@ class ValueStore:
         """
         return total / tf.maximum(count, 1.0)
 
+    @property
+    def worker(self) -> tuple[int, int]:
+        """(rank, number of workers) of this process among those sharing the store."""
+        return 0, 1
+
     def sum_over_workers(self, x: tf.Tensor) -> tf.Tensor:
         """``x`` summed over the workers that share this store (one worker: ``x``), for
         state every worker must keep equal without a gradient (``GroupRouter``'s k-means)."""

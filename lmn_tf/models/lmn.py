@@ -213,8 +213,7 @@ class LMN(DIN):
             from lmn_tf.models.group_router import GroupRouter
 
             self.group_router = GroupRouter(  # replicas' k-means sums meet in the value store
-                user_groups, sum_over_workers=value_store and value_store.sum_over_workers,
-                name="group_router")
+                user_groups, value_store=value_store, name="group_router")
             self.group_embedding = tf.keras.layers.Embedding(
                 user_groups, self.embedding_dim, trainable=memory_embeddings == "shared",
                 name="group_embedding")

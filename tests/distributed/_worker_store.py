@@ -107,7 +107,7 @@ except ValueError:
 # histories, and the centroids and counts stay equal on every rank.
 from lmn_tf.models.group_router import GroupRouter  # noqa: E402
 
-router = GroupRouter(num_groups=3, buckets=16, sum_over_workers=sharded.sum_over_workers)
+router = GroupRouter(num_groups=3, buckets=16, value_store=sharded)
 step = tf.function(lambda ids: router(ids, ids != 0, training=True))
 for call in range(3):  # the first eagerly (it builds the weights), then in a tf.function
     ids = tf.constant(np.random.default_rng([rank, call]).integers(0, 30, size=(4 + rank, 5)))

@@ -16,6 +16,7 @@ from lmn_tf.data.random_batches import random_arrays
 from lmn_tf.data.raw import RAW_FEATURES
 from lmn_tf.data.vocabulary import Vocabulary
 from lmn_tf.export import export_saved_model, signature
+from lmn_tf.export.serving_values import find_stores
 from lmn_tf.export.versions import existing_versions, next_version
 from lmn_tf.export.warmup import WARMUP_FILE, read_warmup
 from lmn_tf.models import build_model
@@ -91,6 +92,8 @@ def test_group_routed_lmn_exports_its_trained_centroids(features, tmp_path):
 def test_default_lmn_exports_both_stores(model, exported):
     # the default query_user=("profile", "group"): two value tables and the router's centroids
     assert [m.name for m in model.memories] == ["memory", "memory_group"]
+    # the export swaps every store it finds: the two tables, nothing the router holds
+    assert [owner.name for owner, _, _ in find_stores(model)] == ["memory", "memory_group"]
     _, meta = run_session(exported, random_arrays(VOCAB, 2))
     names = graph_variable_names(meta)
     assert {m.value_variables[0].name[:-2] for m in model.memories} <= names

@@ -17,7 +17,7 @@ def test_first_training_batch_seeds_the_centroids_then_each_moves_to_its_bags():
     ids = tf.constant([[1, 0, 0], [2, 3, 0]])  # bags e1 and (e2 + e3)/sqrt(2)
     np.testing.assert_array_equal(router(ids, ids != 0, training=True).numpy(), [0, 1])
     # seeded with the two bags, each then moved by n/N = 1/1 onto the mean of its own bag
-    np.testing.assert_allclose(router.centroids.numpy(),
+    np.testing.assert_allclose(router.centroids.numpy().T,  # (D, C): a centroid per column
                                [[0, 1, 0, 0], _unit([0, 0, 1, 1])], atol=1e-6)
     np.testing.assert_array_equal(router.assigned.numpy(), [1, 1])
 
@@ -26,8 +26,8 @@ def test_first_training_batch_seeds_the_centroids_then_each_moves_to_its_bags():
     np.testing.assert_array_equal(router(ids, ids != 0, training=True).numpy(), [0, 0])
     mean = (_unit([0, 1, 1, 0]) + _unit([0, 1, 0, 0])) / 2  # n = 2, N = 3: rate 2/3
     expected = _unit(np.array([0, 1, 0, 0]) + 2 / 3 * (mean - np.array([0, 1, 0, 0])))
-    np.testing.assert_allclose(router.centroids.numpy()[0], expected, atol=1e-6)
-    np.testing.assert_allclose(router.centroids.numpy()[1], _unit([0, 0, 1, 1]), atol=1e-6)
+    np.testing.assert_allclose(router.centroids.numpy()[:, 0], expected, atol=1e-6)
+    np.testing.assert_allclose(router.centroids.numpy()[:, 1], _unit([0, 0, 1, 1]), atol=1e-6)
     np.testing.assert_array_equal(router.assigned.numpy(), [3, 1])
 
 
