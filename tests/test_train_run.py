@@ -15,6 +15,7 @@ from lmn_tf.data import schema
 from lmn_tf.data.random_batches import random_arrays
 from lmn_tf.experiments import command, runner, tables
 from lmn_tf.models.lmn import PRESETS, legacy_hparams
+from lmn_tf.training.run_dir import run_config
 
 TINY_LMN = ('{"embedding_dim": 8, "hidden_units": [16], "attention_units": [8], '
             '"num_keys": 6, "top_k": 2, "value_dim": 8}')
@@ -210,9 +211,23 @@ def test_lmn_hparams_of_older_code_read_in_todays_names(old, new):
     # a config without learning_rate_decay predates LMN's current defaults: the paper's then
     assert train.stored_config(config)["hparams"] == {**PRESETS["paper"], **new}
     today = {**config, "hparams": new, "learning_rate_decay": "cosine"}
-    assert train.stored_config(today)["hparams"] == new
+    # written before run configs named the stores: the profile store alone was the default
+    assert train.stored_config(today)["hparams"] == {"query_user": "profile", **new}
     din = {**config, "model": "din", "hparams": {"dropout": 0.1}}
     assert train.stored_config(din)["hparams"] == {"dropout": 0.1}
+
+
+def test_lmn_run_configs_name_their_stores_so_a_new_default_cannot_change_a_run():
+    vocab = schema.Vocab(10, 20, 3, 8, 22, 100, 19, 10)
+    arrays = random_arrays(vocab, 8)
+    config = run_config({"model": "lmn", "dataset": "ml-100k"}, arrays, arrays, vocab)
+    assert config["hparams"] == {"query_user": ["profile", "group"]}  # today's default
+    assert train.stored_config(json.loads(json.dumps(config)))["hparams"] == config["hparams"]
+    one = run_config({"model": "lmn", "dataset": "ml-100k", "hparams": {"query_user": "group"}},
+                     arrays, arrays, vocab)
+    assert one["hparams"] == {"query_user": "group"}  # a choice is kept as given
+    din = run_config({"model": "din", "dataset": "ml-100k"}, arrays, arrays, vocab)
+    assert din["hparams"] == {}
 
 
 @pytest.mark.parametrize("old, match", [

@@ -61,6 +61,8 @@ QUERY_USERS = ("profile", "profile_and_id", "profile_and_history", "group")
 READOUTS = ("attended", "pooled")
 MEMORY_EMBEDDINGS = ("shared", "fixed")
 PROFILE_BUCKETS = 2**16
+# The default stores; run configs record them (`lmn_tf.training.run_dir.run_config`).
+DEFAULT_QUERY_USER = ("profile", "group")
 
 # Named LMN hparams of the measured recipes (README, "LMN presets"): LMN(vocab, **PRESETS[name]).
 PRESETS = {
@@ -182,7 +184,7 @@ class LMN(DIN):
                  memory_loss_weight: float = 0.1, value_dim: int = 32,
                  queries: str = "target", readout: str = "attended",
                  memory_loss_stop_gradient: str = "none",
-                 query_user: str | Sequence[str] = ("profile", "group"),
+                 query_user: str | Sequence[str] = DEFAULT_QUERY_USER,
                  user_groups: int = 316,
                  memory_embeddings: str = "shared", readout_dropout: float = 0.0,
                  addressing: str = "learned", query_norm: bool = True,

@@ -26,7 +26,7 @@ from lmn_tf import checkpointing, early_stopping
 from lmn_tf.data import schema
 from lmn_tf.data.random_batches import zero_features
 from lmn_tf.models import build_model
-from lmn_tf.models.lmn import PRESETS, legacy_hparams
+from lmn_tf.models.lmn import DEFAULT_QUERY_USER, PRESETS, legacy_hparams
 
 # `lmn-tf train`'s defaults (its flags' and `lmn_tf.train.train`'s), the one place they live.
 DEFAULTS = {"epochs": 1, "batch_size": 1024, "learning_rate": 4e-3,
@@ -55,8 +55,10 @@ def stored_config(config: dict) -> dict:
     """A run directory's config.json as today's code reads it: a key it lacks had its
     ``LEGACY`` value; a run from before the feedback-aware sequences (no "history" key) also
     had models without rating embeddings or statistics; LMN's hparams in older names are
-    renamed (`lmn_tf.models.lmn.legacy_hparams`), and an LMN from before the decayed recipe
-    (no "learning_rate_decay" key) had the paper's design as its defaults."""
+    renamed (`lmn_tf.models.lmn.legacy_hparams`), an LMN from before the decayed recipe
+    (no "learning_rate_decay" key) had the paper's design as its defaults, and one whose
+    hparams name no ``query_user`` (written before run configs recorded it) had the profile
+    store alone."""
     before_feedback = "history" not in config
     before_decay = "learning_rate_decay" not in config  # and before LMN's current defaults
     config = {**LEGACY, **config}
@@ -67,6 +69,7 @@ def stored_config(config: dict) -> dict:
         config["hparams"] = legacy_hparams(config.get("hparams", {}))
         if before_decay:  # LMN's defaults were the paper's design then
             config["hparams"] = {**PRESETS["paper"], **config["hparams"]}
+        config["hparams"] = {"query_user": "profile", **config["hparams"]}
     return config
 
 
@@ -94,8 +97,11 @@ def check_config(run_dir: str | pathlib.Path, config: dict) -> None:
 
 def run_config(config: dict, train_arrays: dict, eval_arrays: dict, vocab) -> dict:
     """``config`` completed as config.json stores it: ``DEFAULTS`` under it, the vocabulary
-    and the train and eval sizes added."""
+    and the train and eval sizes added, and an LMN's stores named (``query_user``), so that
+    a later default cannot change what the run holds."""
     config = {**DEFAULTS, "hparams": {}, "world_size": 1, **config}
+    if config["model"] == "lmn":
+        config["hparams"] = {"query_user": list(DEFAULT_QUERY_USER), **config["hparams"]}
     config["vocab"] = dataclasses.asdict(vocab) if dataclasses.is_dataclass(vocab) else vocab
     config["num_train"] = len(train_arrays[schema.LABEL])
     config["num_eval"] = len(eval_arrays[schema.LABEL])
