@@ -106,6 +106,7 @@ setup(
     entry_points={"console_scripts": ["lmn-tf=lmn_tf.cli:main"]},
     # The selection kernel: compiled by BuildSelectionKernel, not by setuptools' compiler.
     ext_modules=[Extension("lmn_tf.memory.ops._two_stage_top_k",
-                           ["lmn_tf/memory/ops/two_stage_top_k_op.cc"])],
+                           ["lmn_tf/memory/ops/two_stage_top_k_op.cc",
+                            "lmn_tf/memory/ops/sparse_adam_op.cc"])],
     cmdclass={"build_ext": BuildSelectionKernel},
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from lmn_tf.memory.ops import sparse_adam
+
 
 @tf.keras.utils.register_keras_serializable(package="lmn_tf")
 class SparseAdam(tf.keras.optimizers.legacy.Adam):
@@ -39,13 +41,28 @@ class SparseAdam(tf.keras.optimizers.legacy.Adam):
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, amsgrad=False, name=name, **kwargs)
 
+    def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
+        # The C++ step sums the repeated rows itself; without it, OptimizerV2 sums them
+        # (tf.unique + unsorted_segment_sum) and calls _resource_apply_sparse below.
+        if not sparse_adam.supports(handle, grad):
+            return super()._resource_apply_sparse_duplicate_indices(grad, handle, indices,
+                                                                    **kwargs)
+        c = self._coefficients(handle, kwargs.get("apply_state"))
+        return sparse_adam.apply(handle, self.get_slot(handle, "m"), self.get_slot(handle, "v"),
+                                 c["lr"], c["beta_1_t"], c["beta_2_t"], c["epsilon"], grad,
+                                 indices)
+
+    def _coefficients(self, var, apply_state):
+        device, dtype = var.device, var.dtype.base_dtype
+        return (apply_state or {}).get((device, dtype)) or self._fallback_apply_state(device,
+                                                                                      dtype)
+
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
         # Indices arrive deduplicated (OptimizerV2 sums repeated rows first).
-        device, dtype = var.device, var.dtype.base_dtype
-        c = (apply_state or {}).get((device, dtype)) or self._fallback_apply_state(device, dtype)
+        c = self._coefficients(var, apply_state)
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
         m_rows = c["beta_1_t"] * tf.gather(m, indices) + c["one_minus_beta_1_t"] * grad
-        v_rows = c["beta_2_t"] * tf.gather(v, indices) + c["one_minus_beta_2_t"] * grad**2
+        v_rows = c["beta_2_t"] * tf.gather(v, indices) + c["one_minus_beta_2_t"] * tf.square(grad)
         step = c["lr"] * m_rows / (tf.sqrt(v_rows) + c["epsilon"])  # lr: bias-corrected
         return tf.group(
             m.scatter_update(tf.IndexedSlices(m_rows, indices)),

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from lmn_tf.memory import SparseAdam
+from lmn_tf.memory.ops import kernel_available, sparse_adam
 
 
 def _steps(optimizer, table, rows_per_step):
@@ -46,3 +47,45 @@ def test_config_round_trips():
     again = SparseAdam.from_config(optimizer.get_config())
     assert again.get_config() == optimizer.get_config()
     assert float(again.learning_rate) == pytest.approx(0.03)
+
+
+def _random_steps(optimizer, table, seed, steps=3, reads=500):
+    rng = np.random.default_rng(seed)
+    n, d = table.shape
+    for _ in range(steps):
+        rows = rng.integers(0, n, reads)  # many repeats: each row's gradients are summed
+        grad = tf.constant(rng.normal(size=(reads, d)), tf.float32)
+        optimizer.apply_gradients([(tf.IndexedSlices(grad, tf.constant(rows), (n, d)), table)])
+
+
+@pytest.mark.skipif(not kernel_available(), reason="the kernel library is not built")
+def test_the_kernel_step_equals_the_stock_step(monkeypatch):
+    # SparseAdam through the C++ op (the default where the library loads) against the stock
+    # path (OptimizerV2's deduplication + _resource_apply_sparse): float rounding only.
+    start = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)
+    fused, stock = tf.Variable(start), tf.Variable(start)
+    fused_opt, stock_opt = SparseAdam(0.03), SparseAdam(0.03)
+    _random_steps(fused_opt, fused, seed=2)
+
+    def step():  # traced, not run: which op the step uses
+        fused_opt.apply_gradients([(tf.IndexedSlices(tf.zeros((1, 8)), tf.constant([0]),
+                                                     (300, 8)), fused)])
+
+    graph = tf.function(step).get_concrete_function().graph
+    assert "LmnSparseAdamApply" in {op.type for op in graph.get_operations()}
+    monkeypatch.setattr(sparse_adam, "supports", lambda *args: False)  # the stock path
+    _random_steps(stock_opt, stock, seed=2)
+    np.testing.assert_allclose(fused.numpy(), stock.numpy(), rtol=1e-5, atol=1e-6)
+    for slot in ("m", "v"):
+        np.testing.assert_allclose(fused_opt.get_slot(fused, slot).numpy(),
+                                   stock_opt.get_slot(stock, slot).numpy(), rtol=1e-5,
+                                   atol=1e-7)
+
+
+@pytest.mark.skipif(not kernel_available(), reason="the kernel library is not built")
+def test_the_kernel_refuses_rows_outside_the_table():
+    table = tf.Variable(np.zeros((4, 2), np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[1\] = 4 is not in"):
+        SparseAdam(0.1).apply_gradients([(tf.IndexedSlices(
+            tf.ones((2, 2)), tf.constant([0, 4]), (4, 2)), table)])
+    np.testing.assert_array_equal(table.numpy(), 0.0)  # nothing written

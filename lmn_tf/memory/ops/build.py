@@ -1,4 +1,5 @@
-"""Compile the selection kernel against the installed TensorFlow (g++, no Bazel needed).
+"""Compile the kernel library (the selection op and the sparse Adam step) against the installed
+TensorFlow (g++, no Bazel needed).
 
     python lmn_tf/memory/ops/build.py [OUT.so]   # default: next to this file, if stale
 
@@ -17,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = [HERE / "two_stage_top_k_op.cc"]
+SOURCES = [HERE / "two_stage_top_k_op.cc", HERE / "sparse_adam_op.cc"]  # one library
 LIBRARY = "_two_stage_top_k"  # stem of what lmn_tf.memory.ops.selection loads
 
 
