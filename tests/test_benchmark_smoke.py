@@ -94,6 +94,16 @@ def test_selection_bench(tmp_path):
     assert row["identical"]  # the kernel and the stock path select the same slots
 
 
+def test_step_parts_bench(tmp_path):
+    out = tmp_path / "step_parts_bench.json"
+    bench("step_parts_bench.py", "--batch", "8", "--seq", "3", "--heads", "2", "--top-k", "4",
+          "--dim", "4", "--rows", "64", "--buckets", "16", "--groups", "5", "--steps", "1",
+          "--rounds", "1", "--out", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["part"] for r in rows] == ["sparse_adam", "router", "read_out"]
+    assert all(r["old_ms"] > 0 and r["new_ms"] > 0 for r in rows)
+
+
 def test_layer_bench(tmp_path):
     out = tmp_path / "layer_bench.json"
     bench("layer_bench.py", "--sqrt-n", "8", *TINY_LAYER, "--dim", "4", "--key-dim", "4",
