@@ -1,11 +1,13 @@
 """SparseAdam: Adam's step on the rows read, nothing on the others."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from lmn_tf.memory import SparseAdam
-from lmn_tf.memory.ops import kernel_available, sparse_adam
+from lmn_tf.memory.ops import selection, sparse_adam
 
 
 def _steps(optimizer, table, rows_per_step):
@@ -58,8 +60,21 @@ def _random_steps(optimizer, table, seed, steps=3, reads=500):
         optimizer.apply_gradients([(tf.IndexedSlices(grad, tf.constant(rows), (n, d)), table)])
 
 
-@pytest.mark.skipif(not kernel_available(), reason="the kernel library is not built")
-def test_the_kernel_step_equals_the_stock_step(monkeypatch):
+# Built by `pip install -e .` (what .ci/bootstrap runs): as for the selection op's tests, a
+# missing library fails these, unless the run asks for the stock path on purpose.
+kernel_tests = pytest.mark.skipif(os.environ.get(selection.ENV_SWITCH) == "0",
+                                  reason="kernel library disabled by LMN_TF_SELECTION_KERNEL=0")
+
+
+@pytest.fixture
+def library():
+    library = selection.load_library()
+    assert library is not None, f"{selection.LIBRARY_PATH} is not built: pip install -e ."
+    return library
+
+
+@kernel_tests
+def test_the_kernel_step_equals_the_stock_step(library, monkeypatch):
     # SparseAdam through the C++ op (the default where the library loads) against the stock
     # path (OptimizerV2's deduplication + _resource_apply_sparse): float rounding only.
     start = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)
@@ -82,8 +97,8 @@ def test_the_kernel_step_equals_the_stock_step(monkeypatch):
                                    atol=1e-7)
 
 
-@pytest.mark.skipif(not kernel_available(), reason="the kernel library is not built")
-def test_the_kernel_refuses_rows_outside_the_table():
+@kernel_tests
+def test_the_kernel_refuses_rows_outside_the_table(library):
     table = tf.Variable(np.zeros((4, 2), np.float32))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[1\] = 4 is not in"):
         SparseAdam(0.1).apply_gradients([(tf.IndexedSlices(
