@@ -334,12 +334,12 @@ class LMN(DIN):
         ``store`` names one store by its ``query_user`` entry (its own slot ids); None: every
         store, stacked on the head axis (B, L', S·H, K), store s's slot j as ``s·n + j``.
         """
+        if store is not None and store not in self.query_users:
+            raise ValueError(f"store must be one of {self.query_users}. Received: {store=}")
         seq, mask = self.sequence(features)  # (B, L, d), (B, L)
         item = self.target_item(self.features.target(features))  # (B, d)
         items, users, mask = self.memory_inputs(features, seq, mask, item,
                                                 self.features.user(features))
-        if store is not None and store not in self.query_users:
-            raise ValueError(f"store must be one of {self.query_users}. Received: {store=}")
         reads, offset = [], 0
         for name, memory, user in zip(self.query_users, self.memories, users, strict=True):
             if store in (None, name):
